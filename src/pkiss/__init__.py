@@ -1,0 +1,5 @@
+"""pkiss: a SIP Session Border Controller."""
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

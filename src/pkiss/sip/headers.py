@@ -1,0 +1,321 @@
+"""Header names and the structured header values the SIP core works with (RFC 3261 §7.3, §20, §25).
+
+Values are parsed from the text of one header field value (after unfolding). Each class keeps
+the parts as written, so what we do not change serialises unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from .errors import ParseError
+from .uri import URI, SipURI, format_host, parse_host, parse_uri
+
+__all__ = [
+    "COMPACT_FORMS",
+    "CSeq",
+    "NameAddr",
+    "Params",
+    "Via",
+    "canonical_name",
+    "get_param",
+    "parse_cseq",
+    "parse_name_addr",
+    "parse_params",
+    "parse_via",
+    "split_commas",
+]
+
+Params = tuple[tuple[str, str | None], ...]
+
+# RFC 3261 §7.3.3 and the compact forms registered since (RFC 3515 r, RFC 3891 o, RFC 4028 x...)
+COMPACT_FORMS = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "e": "Content-Encoding",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "f": "From",
+    "s": "Subject",
+    "k": "Supported",
+    "t": "To",
+    "v": "Via",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "u": "Allow-Events",
+    "x": "Session-Expires",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
+    "y": "Identity",
+}
+_WELL_KNOWN = [
+    "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Authentication-Info",
+    "Authorization", "Call-ID", "Call-Info", "Contact", "Content-Disposition", "Content-Encoding",
+    "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info", "Expires",
+    "From", "In-Reply-To", "Max-Forwards", "Min-Expires", "MIME-Version", "Organization",
+    "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Record-Route",
+    "Reply-To", "Require", "Retry-After", "Route", "Server", "Subject", "Supported", "Timestamp",
+    "To", "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate", "RSeq", "RAck",
+    "P-Asserted-Identity", "P-Preferred-Identity", "Privacy", "Session-Expires", "Min-SE",
+    "Event", "Allow-Events", "Subscription-State", "Refer-To", "Referred-By", "Replaces",
+    "Reason", "Diversion", "History-Info", "Path", "Service-Route", "Identity",
+]  # fmt: skip
+_CANONICAL = {n.lower(): n for n in _WELL_KNOWN}
+_CANONICAL.update(COMPACT_FORMS)
+_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_name_cache: dict[str, str] = {}
+
+
+def canonical_name(name: str) -> str:
+    """The header's long name in its usual spelling (``v`` -> ``Via``, ``cseq`` -> ``CSeq``);
+    an unknown name is kept as written. Raises ``ParseError`` if it is not a token."""
+    try:
+        return _name_cache[name]
+    except KeyError:
+        pass
+    if not _TOKEN.match(name):
+        raise ParseError("bad header name")
+    canon = _CANONICAL.get(name.lower(), name)
+    if len(_name_cache) < 2048:  # bounded: header names are attacker-controlled
+        _name_cache[name] = canon
+    return canon
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value on the commas that separate values: not inside a quoted string
+    (with its backslash escapes) nor inside ``<...>``. Elements are stripped; an element that is
+    empty raises ``ParseError`` (RFC 3261 §7.3.1: ``a,,b`` is not a list)."""
+    if '"' not in value and "<" not in value:
+        parts = value.split(",")
+    else:
+        parts = []
+        start = 0
+        quoted = False
+        angle = False
+        i = 0
+        n = len(value)
+        while i < n:
+            c = value[i]
+            if quoted:
+                if c == "\\":
+                    i += 1
+                elif c == '"':
+                    quoted = False
+            elif c == '"':
+                quoted = True
+            elif c == "<":
+                angle = True
+            elif c == ">":
+                angle = False
+            elif c == "," and not angle:
+                parts.append(value[start:i])
+                start = i + 1
+            i += 1
+        if quoted:
+            raise ParseError("unbalanced quotes")
+        parts.append(value[start:])
+    out = [p.strip() for p in parts]
+    if not all(out):
+        raise ParseError("empty value in a list")
+    return out
+
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*)"')
+_PARAM = re.compile(
+    r"\s*;\s*([A-Za-z0-9\-.!%*_+`'~]+)"
+    r'(?:\s*=\s*("(?:[^"\\]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"|[A-Za-z0-9\-.!%*_+`\'~:\[\]]+))?'
+)
+
+
+def parse_params(text: str) -> Params:
+    """Parse ``;name[=value]...`` (generic-param, RFC 3261 §25.1) with white space allowed
+    around ``;`` and ``=``. Values may be tokens, hosts (IPv6 too) or quoted strings."""
+    out: list[tuple[str, str | None]] = []
+    pos = 0
+    n = len(text)
+    match = _PARAM.match
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            if text[pos:].strip():
+                raise ParseError("bad header parameter")
+            break
+        out.append((m.group(1), m.group(2)))
+        pos = m.end()
+    return tuple(out)
+
+
+def params_text(params: Params) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+
+
+def get_param(params: Params, name: str) -> str | None:
+    """Value by case-insensitive name; ``""`` for a flag parameter; None when absent."""
+    lname = name.lower()
+    for k, v in params:
+        if k.lower() == lname:
+            return "" if v is None else v
+    return None
+
+
+# ---------------------------------------------------------------------------------------- Via
+
+_VIA = re.compile(
+    r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)\s+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?:\s*:\s*([0-9]{1,5}))?\s*"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via value: ``SIP/2.0/<transport> host[:port];params``."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: Params = ()
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        return f"SIP/2.0/{self.transport} {self.host}{port}{params_text(self.params)}"
+
+    @property
+    def branch(self) -> str | None:
+        return get_param(self.params, "branch")
+
+    @property
+    def received(self) -> str | None:
+        return get_param(self.params, "received")
+
+    @property
+    def rport(self) -> str | None:
+        return get_param(self.params, "rport")
+
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host, self.port
+
+
+def parse_via(value: str) -> Via:
+    m = _VIA.match(value)
+    if m is None:
+        raise ParseError("bad Via")
+    protocol, version, transport, host, port = m.groups()
+    if protocol.upper() != "SIP" or version != "2.0":
+        raise ParseError("bad Via protocol")
+    parse_host(host)  # validate (IPv6 literal, hostname)
+    params = parse_params(value[m.end() :]) if m.end() < len(value) else ()
+    for k, v in params:
+        if v is not None and v.startswith('"'):
+            raise ParseError("bad Via parameter")
+        if k.lower() == "branch" and not v:
+            raise ParseError("empty Via branch")
+    return Via(transport.upper(), host, int(port) if port else None, params)
+
+
+# ----------------------------------------------------------------------------------- NameAddr
+
+_DISPLAY_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:\s+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """From, To, Contact, Route, Record-Route value: ``[display] <uri>;params`` or ``uri;params``.
+
+    ``display`` is kept as written (a quoted string keeps its quotes). ``star`` is a
+    ``Contact: *``."""
+
+    uri: URI | None
+    display: str | None = None
+    params: Params = ()
+    star: bool = False
+
+    def __str__(self) -> str:
+        if self.star:
+            return "*"
+        disp = f"{self.display} " if self.display else ""
+        return f"{disp}<{self.uri}>{params_text(self.params)}"
+
+    @property
+    def tag(self) -> str | None:
+        return get_param(self.params, "tag")
+
+    def param(self, name: str) -> str | None:
+        return get_param(self.params, name)
+
+    def with_tag(self, tag: str) -> NameAddr:
+        params = tuple(p for p in self.params if p[0].lower() != "tag") + (("tag", tag),)
+        return replace(self, params=params)
+
+    @property
+    def sip_uri(self) -> SipURI:
+        """The URI, asserted to be a SIP URI (raise ``ParseError`` otherwise)."""
+        if not isinstance(self.uri, SipURI):
+            raise ParseError("not a SIP URI")
+        return self.uri
+
+
+def parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
+    text = value.strip()
+    if allow_star and text == "*":
+        return NameAddr(None, star=True)
+    lt = text.find("<")
+    if lt >= 0:
+        display_text = text[:lt].rstrip()
+        display: str | None = None
+        if display_text:
+            if display_text.startswith('"'):
+                m = _QUOTED.match(display_text)
+                if m is None or m.end() != len(display_text):
+                    raise ParseError("bad display name")
+            elif not _DISPLAY_TOKENS.match(display_text):
+                raise ParseError("bad display name")
+            display = display_text
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise ParseError("unclosed <")
+        uri_text = text[lt + 1 : gt]
+        if not uri_text or uri_text != uri_text.strip():
+            raise ParseError("white space inside <>")
+        rest = text[gt + 1 :]
+        params = parse_params(rest) if rest else ()
+        return NameAddr(parse_uri(uri_text), display, params)
+    if text.startswith('"'):
+        raise ParseError("display name without <uri>")
+    # addr-spec: no <>; parameters after the first ';' are header parameters (RFC 3261 §20.10)
+    uri_text, semi, rest = text.partition(";")
+    uri_text = uri_text.rstrip()
+    if not uri_text or "?" in uri_text or "," in uri_text or " " in uri_text:
+        raise ParseError("bad addr-spec")
+    params = parse_params(semi + rest) if semi else ()
+    return NameAddr(parse_uri(uri_text), None, params)
+
+
+# ---------------------------------------------------------------------------------------- CSeq
+
+_CSEQ = re.compile(r"\s*([0-9]{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*\Z")
+MAX_CSEQ = 2**32 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    m = _CSEQ.match(value)
+    if m is None:
+        raise ParseError("bad CSeq")
+    seq = int(m.group(1))
+    if seq > MAX_CSEQ:
+        raise ParseError("CSeq number too large")
+    return CSeq(seq, m.group(2))
+
+
+__all__ += ["format_host", "params_text"]

@@ -1,0 +1,366 @@
+"""SIP messages: ``Request`` and ``Response`` (RFC 3261 §7).
+
+A message is a start line, an ordered list of header fields and a body. Header names are held
+in their canonical long form (``v`` becomes ``Via``); values as received, unfolded. The
+structured headers the core needs (Via, From, To, Call-ID, CSeq, Contact, Route, Record-Route,
+Max-Forwards) are parsed on first use and cached; ``validate()`` parses them all at once, which
+the parser does for every message it accepts.
+
+Messages are treated as immutable: derive a new one with ``replace()``. A message that came off
+the wire keeps its bytes in ``raw`` and serialises to exactly those bytes until replaced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from .errors import ParseError
+from .headers import CSeq, NameAddr, Via, parse_cseq, parse_name_addr, parse_via, split_commas
+from .uri import URI, parse_uri
+
+__all__ = ["Header", "Message", "Request", "Response", "reason_phrase"]
+
+Header = tuple[str, str]
+
+_CALLID = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?\Z")
+_DIGITS = re.compile(r"[0-9]+\Z")
+_UNSET: object = object()
+
+# Reason phrases we send (RFC 3261 §21 and later RFCs).
+_REASONS = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 413: "Request Entity Too Large",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}  # fmt: skip
+
+
+def reason_phrase(status: int) -> str:
+    return _REASONS.get(status) or _REASONS.get(status // 100 * 100, "Unknown")
+
+
+class Message:
+    """Common part of requests and responses."""
+
+    __slots__ = (
+        "_call_id",
+        "_contact",
+        "_cseq",
+        "_from",
+        "_index",
+        "_record_route",
+        "_route",
+        "_to",
+        "_via",
+        "body",
+        "headers",
+        "raw",
+    )
+
+    def __init__(self, headers: Sequence[Header], body: bytes = b"", raw: bytes | None = None):
+        self.headers: tuple[Header, ...] = tuple(headers)
+        self.body = body
+        self.raw = raw
+        index: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        self._index = index
+        self._via: list[Via] | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
+        self._cseq: CSeq | None = None
+        self._call_id: object = _UNSET
+        self._contact: list[NameAddr] | None = None
+        self._route: list[NameAddr] | None = None
+        self._record_route: list[NameAddr] | None = None
+
+    # -------------------------------------------------------------------- generic header access
+    def header(self, name: str) -> str | None:
+        """First value of a header field (by canonical name, case-insensitive), or None."""
+        values = self._index.get(name.lower())
+        return values[0] if values else None
+
+    def header_lines(self, name: str) -> list[str]:
+        """Every field value of that name, one per header line, in order."""
+        return list(self._index.get(name.lower(), ()))
+
+    def values(self, name: str) -> list[str]:
+        """Every comma-separated value of a list header, across all its lines."""
+        out: list[str] = []
+        for line in self._index.get(name.lower(), ()):
+            out.extend(split_commas(line))
+        return out
+
+    def count(self, name: str) -> int:
+        return len(self._index.get(name.lower(), ()))
+
+    def has(self, name: str) -> bool:
+        return name.lower() in self._index
+
+    # --------------------------------------------------------------------- structured headers
+    @property
+    def via(self) -> list[Via]:
+        if self._via is None:
+            self._via = [parse_via(v) for v in self.values("via")]
+        return self._via
+
+    @property
+    def top_via(self) -> Via | None:
+        via = self.via
+        return via[0] if via else None
+
+    @property
+    def from_(self) -> NameAddr | None:
+        if self._from is None:
+            value = self.header("from")
+            if value is None:
+                return None
+            self._from = parse_name_addr(value)
+        return self._from
+
+    @property
+    def to(self) -> NameAddr | None:
+        if self._to is None:
+            value = self.header("to")
+            if value is None:
+                return None
+            self._to = parse_name_addr(value)
+        return self._to
+
+    @property
+    def call_id(self) -> str | None:
+        if self._call_id is _UNSET:
+            value = self.header("call-id")
+            if value is not None and not _CALLID.match(value):
+                raise ParseError("bad Call-ID")
+            self._call_id = value
+        return self._call_id  # type: ignore[return-value]
+
+    @property
+    def cseq(self) -> CSeq | None:
+        if self._cseq is None:
+            value = self.header("cseq")
+            if value is None:
+                return None
+            self._cseq = parse_cseq(value)
+        return self._cseq
+
+    @property
+    def contact(self) -> list[NameAddr]:
+        if self._contact is None:
+            self._contact = [parse_name_addr(v, allow_star=True) for v in self.values("contact")]
+        return self._contact
+
+    @property
+    def route(self) -> list[NameAddr]:
+        if self._route is None:
+            self._route = [parse_name_addr(v) for v in self.values("route")]
+        return self._route
+
+    @property
+    def record_route(self) -> list[NameAddr]:
+        if self._record_route is None:
+            self._record_route = [parse_name_addr(v) for v in self.values("record-route")]
+        return self._record_route
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self.header("max-forwards")
+        if value is None:
+            return None
+        if not _DIGITS.match(value) or int(value) > 255:
+            raise ParseError("bad Max-Forwards")
+        return int(value)
+
+    def validate(self) -> None:
+        """Parse every structured header present; raise ``ParseError`` on the first bad one."""
+        _ = self.via, self.call_id, self.cseq, self.contact, self.route, self.record_route
+        _ = self.max_forwards
+        for name in ("from", "to"):
+            for value in self._index.get(name, ()):
+                parse_name_addr(value)
+
+    # ------------------------------------------------------------------------- serialisation
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    def __bytes__(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        lines = [self._start_line()]
+        lines.extend(f"{n}: {v}" for n, v in self.headers if n != "Content-Length")
+        lines.append(f"Content-Length: {len(self.body)}")
+        lines.append("")
+        lines.append("")
+        return "\r\n".join(lines).encode("latin-1", "replace") + self.body
+
+    def _derive_headers(
+        self,
+        headers: Iterable[Header] | None,
+        set_headers: dict[str, str | None] | None,
+    ) -> list[Header]:
+        out = list(self.headers if headers is None else headers)
+        if set_headers:
+            for name, value in set_headers.items():
+                lname = name.lower()
+                kept = [h for h in out if h[0].lower() != lname]
+                if value is not None:
+                    # replace in place of the first occurrence, else append
+                    pos = next((i for i, h in enumerate(out) if h[0].lower() == lname), None)
+                    if pos is None:
+                        kept.append((name, value))
+                    else:
+                        before = sum(1 for h in out[:pos] if h[0].lower() != lname)
+                        kept.insert(before, (name, value))
+                out = kept
+        return out
+
+
+class Request(Message):
+    """A SIP request. ``uri`` is the parsed Request-URI; ``uri_text`` as received."""
+
+    __slots__ = ("_uri", "method", "uri_text")
+
+    def __init__(
+        self,
+        method: str,
+        uri: str | URI,
+        headers: Sequence[Header],
+        body: bytes = b"",
+        raw: bytes | None = None,
+    ):
+        super().__init__(headers, body, raw)
+        self.method = method
+        if isinstance(uri, str):
+            self.uri_text = uri
+            self._uri: URI | None = None
+        else:
+            self.uri_text = str(uri)
+            self._uri = uri
+
+    @property
+    def uri(self) -> URI:
+        if self._uri is None:
+            self._uri = parse_uri(self.uri_text)
+        return self._uri
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri_text} SIP/2.0"
+
+    def validate(self) -> None:
+        uri = self.uri
+        if getattr(uri, "headers", None) is not None:
+            # RFC 3261 §19.1.1: escaped headers are not allowed in a Request-URI
+            raise ParseError("headers in the Request-URI")
+        super().validate()
+        cseq = self.cseq
+        if cseq is not None and cseq.method != self.method:
+            raise ParseError("CSeq method does not match the request")
+
+    def replace(
+        self,
+        *,
+        method: str | None = None,
+        uri: str | URI | None = None,
+        headers: Iterable[Header] | None = None,
+        set_headers: dict[str, str | None] | None = None,
+        body: bytes | None = None,
+    ) -> Request:
+        return Request(
+            method or self.method,
+            self.uri_text if uri is None else uri,
+            self._derive_headers(headers, set_headers),
+            self.body if body is None else body,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri_text} call-id={self.header('call-id')}>"
+
+
+class Response(Message):
+    """A SIP response."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str | None,
+        headers: Sequence[Header],
+        body: bytes = b"",
+        raw: bytes | None = None,
+    ):
+        super().__init__(headers, body, raw)
+        self.status = status
+        self.reason = reason_phrase(status) if reason is None else reason
+
+    def _start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def replace(
+        self,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        headers: Iterable[Header] | None = None,
+        set_headers: dict[str, str | None] | None = None,
+        body: bytes | None = None,
+    ) -> Response:
+        return Response(
+            status or self.status,
+            reason if reason is not None else (self.reason if status is None else None),
+            self._derive_headers(headers, set_headers),
+            self.body if body is None else body,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason} call-id={self.header('call-id')}>"
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Sequence[Header] = (),
+    body: bytes = b"",
+) -> Response:
+    """A response to ``request`` per RFC 3261 §8.2.6.2: Via, From, Call-ID and CSeq copied,
+    To copied with ``to_tag`` added when it has none (never for 100 Trying, §8.2.6.1).
+    ``headers`` are appended (Contact, Content-Type, Allow...)."""
+    out: list[Header] = [("Via", v) for v in request.header_lines("via")]
+    from_value = request.header("from")
+    if from_value is not None:
+        out.append(("From", from_value))
+    to_value = request.header("to")
+    if to_value is not None:
+        if to_tag is not None and status > 100 and request.to is not None and not request.to.tag:
+            to_value = f"{to_value};tag={to_tag}"
+        out.append(("To", to_value))
+    call_id = request.header("call-id")
+    if call_id is not None:
+        out.append(("Call-ID", call_id))
+    cseq = request.header("cseq")
+    if cseq is not None:
+        out.append(("CSeq", cseq))
+    out.extend(headers)
+    return Response(status, reason, out, body)
+
+
+__all__ += ["make_response"]

@@ -66,8 +66,6 @@ class TransactionTimedOut:
     key: str
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class AckTimedOut:
     """A 2xx to an INVITE sent through server transaction ``key`` was retransmitted for 64*T1

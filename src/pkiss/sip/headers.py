@@ -79,9 +79,16 @@ def canonical_name(name: str) -> str:
     if not _TOKEN.match(name):
         raise ParseError("bad header name")
     canon = _CANONICAL.get(name.lower(), name)
-    if len(_name_cache) < 2048:  # bounded: header names are attacker-controlled
+    # Bounded in count and size: header names are attacker-controlled.
+    if len(_name_cache) < 2048 and len(name) <= 64:
         _name_cache[name] = canon
     return canon
+
+
+# One list element: runs of ordinary characters, quoted strings (with their backslash escapes)
+# and <...> (which may hold commas, RFC 3261 §20.10), possessive so nothing backtracks. It stops
+# at a separating comma, or at a '"' that opens a quoted string never closed.
+_LIST_ELEMENT = re.compile(r'(?:[^",<]++|"(?:[^"\\]++|\\.)*+"|<[^>]*+>?)*+', re.DOTALL)
 
 
 def split_commas(value: str) -> list[str]:
@@ -92,41 +99,33 @@ def split_commas(value: str) -> list[str]:
         parts = value.split(",")
     else:
         parts = []
-        start = 0
-        quoted = False
-        angle = False
-        i = 0
+        pos = 0
         n = len(value)
-        while i < n:
-            c = value[i]
-            if quoted:
-                if c == "\\":
-                    i += 1
-                elif c == '"':
-                    quoted = False
-            elif c == '"':
-                quoted = True
-            elif c == "<":
-                angle = True
-            elif c == ">":
-                angle = False
-            elif c == "," and not angle:
-                parts.append(value[start:i])
-                start = i + 1
-            i += 1
-        if quoted:
-            raise ParseError("unbalanced quotes")
-        parts.append(value[start:])
-    out = [p.strip() for p in parts]
+        match = _LIST_ELEMENT.match
+        while True:
+            m = match(value, pos)
+            end = pos if m is None else m.end()  # it matches, if only the empty string
+            parts.append(value[pos:end])
+            if end == n:
+                break
+            if value[end] != ",":
+                raise ParseError("unbalanced quotes")
+            pos = end + 1
+    out = [p.strip(" \t") for p in parts]
     if not all(out):
         raise ParseError("empty value in a list")
     return out
 
 
 _QUOTED = re.compile(r'"((?:[^"\\]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*)"')
+# White space is SP and HT only: after unfolding nothing else is LWS (Latin-1 "\x85" and "\xa0"
+# are white space to Python's \s, not to RFC 3261).
 _PARAM = re.compile(
-    r"\s*;\s*([A-Za-z0-9\-.!%*_+`'~]+)"
-    r'(?:\s*=\s*("(?:[^"\\]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"|[A-Za-z0-9\-.!%*_+`\'~:\[\]]+))?'
+    r"[ \t]*;[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)"
+    r"(?:[ \t]*=[ \t]*("
+    r'"(?:[^"\\]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'  # quoted-string
+    r"|[A-Za-z0-9\-.!%*_+`'~:\[\]]+"  # token, or host (IPv6 references too)
+    r"))?"
 )
 
 
@@ -140,7 +139,7 @@ def parse_params(text: str) -> Params:
     while pos < n:
         m = match(text, pos)
         if m is None:
-            if text[pos:].strip():
+            if text[pos:].strip(" \t"):
                 raise ParseError("bad header parameter")
             break
         out.append((m.group(1), m.group(2)))
@@ -164,9 +163,13 @@ def get_param(params: Params, name: str) -> str | None:
 # ---------------------------------------------------------------------------------------- Via
 
 _VIA = re.compile(
-    r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*"
-    r"([A-Za-z0-9\-.!%*_+`'~]+)\s+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?:\s*:\s*([0-9]{1,5}))?\s*"
+    r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)"
+    r"(?:[ \t]*:[ \t]*([0-9]+))?[ \t]*"
 )
+# via-params whose value RFC 3261 §20.42 defines as a token or host: never a quoted string
+# (a via-extension, being a generic-param, may be one).
+_VIA_TOKEN_PARAMS = frozenset(("branch", "received", "maddr", "ttl", "rport"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,18 +209,24 @@ def parse_via(value: str) -> Via:
     if protocol.upper() != "SIP" or version != "2.0":
         raise ParseError("bad Via protocol")
     parse_host(host)  # validate (IPv6 literal, hostname)
+    port_number: int | None = None
+    if port is not None:
+        digits = port.lstrip("0")
+        if len(digits) > 5 or (port_number := int(digits or "0")) > 65535:
+            raise ParseError("bad Via port")
     params = parse_params(value[m.end() :]) if m.end() < len(value) else ()
     for k, v in params:
-        if v is not None and v.startswith('"'):
+        lname = k.lower()
+        if v is not None and v.startswith('"') and lname in _VIA_TOKEN_PARAMS:
             raise ParseError("bad Via parameter")
-        if k.lower() == "branch" and not v:
+        if lname == "branch" and not v:
             raise ParseError("empty Via branch")
-    return Via(transport.upper(), host, int(port) if port else None, params)
+    return Via(transport.upper(), host, port_number, params)
 
 
 # ----------------------------------------------------------------------------------- NameAddr
 
-_DISPLAY_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:\s+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
+_DISPLAY_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +255,7 @@ class NameAddr:
         return get_param(self.params, name)
 
     def with_tag(self, tag: str) -> NameAddr:
-        params = tuple(p for p in self.params if p[0].lower() != "tag") + (("tag", tag),)
+        params = (*(p for p in self.params if p[0].lower() != "tag"), ("tag", tag))
         return replace(self, params=params)
 
     @property
@@ -258,36 +267,43 @@ class NameAddr:
 
 
 def parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
-    text = value.strip()
+    text = value.strip(" \t")
     if allow_star and text == "*":
         return NameAddr(None, star=True)
-    lt = text.find("<")
+    display: str | None = None
+    if text.startswith('"'):
+        # A quoted display name may hold "<" and ">": find the URI after its closing quote.
+        m = _QUOTED.match(text)
+        if m is None:
+            raise ParseError("bad display name")
+        display = m.group(0)
+        lt = text.find("<", m.end())
+        if lt < 0:
+            raise ParseError("display name without <uri>")
+        if text[m.end() : lt].strip(" \t"):
+            raise ParseError("bad display name")
+    else:
+        lt = text.find("<")
     if lt >= 0:
-        display_text = text[:lt].rstrip()
-        display: str | None = None
-        if display_text:
-            if display_text.startswith('"'):
-                m = _QUOTED.match(display_text)
-                if m is None or m.end() != len(display_text):
+        if display is None:
+            display_text = text[:lt].rstrip(" \t")
+            if display_text:
+                if not _DISPLAY_TOKENS.match(display_text):
                     raise ParseError("bad display name")
-            elif not _DISPLAY_TOKENS.match(display_text):
-                raise ParseError("bad display name")
-            display = display_text
+                display = display_text
         gt = text.find(">", lt)
         if gt < 0:
             raise ParseError("unclosed <")
         uri_text = text[lt + 1 : gt]
-        if not uri_text or uri_text != uri_text.strip():
+        if not uri_text or uri_text != uri_text.strip(" \t"):
             raise ParseError("white space inside <>")
         rest = text[gt + 1 :]
         params = parse_params(rest) if rest else ()
         return NameAddr(parse_uri(uri_text), display, params)
-    if text.startswith('"'):
-        raise ParseError("display name without <uri>")
     # addr-spec: no <>; parameters after the first ';' are header parameters (RFC 3261 §20.10)
     uri_text, semi, rest = text.partition(";")
-    uri_text = uri_text.rstrip()
-    if not uri_text or "?" in uri_text or "," in uri_text or " " in uri_text:
+    uri_text = uri_text.rstrip(" \t")
+    if not uri_text or "?" in uri_text or "," in uri_text or " " in uri_text or "\t" in uri_text:
         raise ParseError("bad addr-spec")
     params = parse_params(semi + rest) if semi else ()
     return NameAddr(parse_uri(uri_text), None, params)
@@ -295,7 +311,7 @@ def parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
 
 # ---------------------------------------------------------------------------------------- CSeq
 
-_CSEQ = re.compile(r"\s*([0-9]{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*\Z")
+_CSEQ = re.compile(r"[ \t]*([0-9]+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*\Z")
 MAX_CSEQ = 2**32 - 1
 
 
@@ -312,8 +328,10 @@ def parse_cseq(value: str) -> CSeq:
     m = _CSEQ.match(value)
     if m is None:
         raise ParseError("bad CSeq")
-    seq = int(m.group(1))
-    if seq > MAX_CSEQ:
+    digits = m.group(1).lstrip("0")
+    # RFC 3261 §8.1.1.5: less than 2**32; checked on the length first so that int() never sees
+    # thousands of digits (ValueError past sys.get_int_max_str_digits()).
+    if len(digits) > 10 or (seq := int(digits or "0")) > MAX_CSEQ:
         raise ParseError("CSeq number too large")
     return CSeq(seq, m.group(2))
 

@@ -23,7 +23,9 @@ __all__ = ["Header", "Message", "Request", "Response", "reason_phrase"]
 
 Header = tuple[str, str]
 
-_CALLID = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?\Z")
+_CALLID = re.compile(
+    r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?\Z"
+)
 _DIGITS = re.compile(r"[0-9]+\Z")
 _UNSET: object = object()
 
@@ -183,9 +185,11 @@ class Message:
         value = self.header("max-forwards")
         if value is None:
             return None
-        if not _DIGITS.match(value) or int(value) > 255:
+        # RFC 3261 §20.22: 0-255; the length is checked before int() sees thousands of digits.
+        digits = value.lstrip("0")
+        if not _DIGITS.match(value) or len(digits) > 3 or int(digits or "0") > 255:
             raise ParseError("bad Max-Forwards")
-        return int(value)
+        return int(digits or "0")
 
     def validate(self) -> None:
         """Parse every structured header present; raise ``ParseError`` on the first bad one."""
@@ -203,7 +207,10 @@ class Message:
         if self.raw is not None:
             return self.raw
         lines = [self._start_line()]
-        lines.extend(f"{n}: {v}" for n, v in self.headers if n != "Content-Length")
+        # Ours replaces any Content-Length a caller put in, whatever its spelling ("l", §7.3.3).
+        lines.extend(
+            f"{n}: {v}" for n, v in self.headers if n.lower() not in ("content-length", "l")
+        )
         lines.append(f"Content-Length: {len(self.body)}")
         lines.append("")
         lines.append("")

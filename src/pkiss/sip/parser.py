@@ -24,9 +24,12 @@ _FOLD = re.compile(r"\r\n[ \t]+")
 _STATUS = re.compile(r"[0-9]{3}\Z")
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _DIGITS = re.compile(r"[0-9]+\Z")
+_TOO_LONG = 10**10  # a Content-Length longer than any message we take
 
 
 def _content_length(headers: list[Header]) -> int | None:
+    """The body length; ``ParseError`` if it is not 1*DIGIT or two values differ (RFC 4475
+    §3.3.9: conflicting values are a framing error)."""
     found: str | None = None
     for name, value in headers:
         if name == "Content-Length":
@@ -37,7 +40,10 @@ def _content_length(headers: list[Header]) -> int | None:
         return None
     if not _DIGITS.match(found):
         raise ParseError("bad Content-Length")
-    return int(found)
+    digits = found.lstrip("0")
+    # More than 10 digits is more than any max_size: say so without int() of thousands of
+    # digits (ValueError past sys.get_int_max_str_digits()).
+    return int(digits or "0") if len(digits) <= 10 else _TOO_LONG
 
 
 def parse_head(head: bytes) -> tuple[str, list[Header]]:
@@ -121,43 +127,66 @@ class StreamParser:
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.max_size = max_size
         self._buf = bytearray()
+        # The head's end is not in buf[:_scanned], so feeding byte by byte stays linear.
+        self._scanned = 0
+        # A head already parsed, waiting for its body: (body offset, start line, headers, length).
+        self._head: tuple[int, str, list[Header], int] | None = None
+        self._error: ParseError | None = None
 
     def feed(self, data: bytes) -> list[Message | ParseError]:
         """Messages framed so far; a message that frames but does not parse is returned as its
-        ``ParseError`` (the stream stays usable). Raises ``ParseError`` on a framing error."""
+        ``ParseError`` (the stream stays usable). Raises ``ParseError`` on a framing error:
+        at once if no message came before it, else on the next call, once the messages framed
+        before the error have been returned. Every later call raises it again."""
+        if self._error is not None:
+            raise self._error
+        out: list[Message | ParseError] = []
+        try:
+            self._frame(data, out)
+        except ParseError as exc:
+            self._error = exc
+            if not out:
+                raise
+        return out
+
+    def _frame(self, data: bytes, out: list[Message | ParseError]) -> None:
         buf = self._buf
         buf += data
-        out: list[Message | ParseError] = []
         while True:
-            start = 0
-            n = len(buf)
-            while start < n and buf[start] in (13, 10):  # keep-alive CRLFs (RFC 5626 §3.5.1)
-                start += 1
-            if start:
-                del buf[:start]
-            if not buf:
-                return out
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > self.max_size:
-                    raise ParseError("header section too large", 513)
-                return out
-            head = bytes(buf[:end])
-            try:
-                start_line, headers = parse_head(head)
+            if self._head is None:
+                if self._scanned == 0:
+                    # keep-alive CRLFs between messages (RFC 5626 §3.5.1)
+                    start = 0
+                    n = len(buf)
+                    while start < n and buf[start] in (13, 10):
+                        start += 1
+                    if start:
+                        del buf[:start]
+                if not buf:
+                    return
+                end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+                if end < 0:
+                    if len(buf) > self.max_size:
+                        raise ParseError("header section too large", 513)
+                    self._scanned = len(buf)
+                    return
+                start_line, headers = parse_head(bytes(buf[:end]))
                 length = _content_length(headers)
-            except ParseError:
-                raise
-            if length is None:
-                raise ParseError("no Content-Length on a stream")
-            total = end + 4 + length
-            if total > self.max_size:
-                raise ParseError("message too large", 513)
+                if length is None:
+                    # RFC 3261 §18.3: Content-Length MUST be used with stream transports
+                    raise ParseError("no Content-Length on a stream")
+                if end + 4 + length > self.max_size:
+                    raise ParseError("message too large", 513)
+                self._head = (end + 4, start_line, headers, length)
+            body_at, start_line, headers, length = self._head
+            total = body_at + length
             if len(buf) < total:
-                return out
+                return
             raw = bytes(buf[:total])
             del buf[:total]
+            self._head = None
+            self._scanned = 0
             try:
-                out.append(_build(start_line, headers, raw[end + 4 :], raw))
+                out.append(_build(start_line, headers, raw[body_at:], raw))
             except ParseError as exc:
                 out.append(exc)

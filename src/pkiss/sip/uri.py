@@ -37,33 +37,29 @@ _HEADERS = re.compile(
     rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_ESC})+=(?:[{_UNRESERVED}\[\]/?:+$]|{_ESC})*"
     rf"(?:&(?:[{_UNRESERVED}\[\]/?:+$]|{_ESC})+=(?:[{_UNRESERVED}\[\]/?:+$]|{_ESC})*)*\Z"
 )
-_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9])?\.?\Z")
+# hostname = *( domainlabel "." ) toplabel [ "." ] (RFC 3261 §25.1): a label neither starts nor
+# ends with "-", and the top label starts with a letter, so "10.10.10.256" is not a hostname.
+# "_" is tolerated inside labels (seen in the field). Possessive runs keep matching linear.
+_HOSTNAME = re.compile(
+    r"(?:[A-Za-z0-9][A-Za-z0-9\-_]*+(?<![\-_])\.)*[A-Za-z][A-Za-z0-9\-_]*+(?<![\-_])\.?\Z"
+)
+_IPV4 = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\Z")
 _DIGITS = re.compile(r"[0-9]{1,5}\Z")
 # tel: global or local number, then ;params (RFC 3966 kept loose: visual separators allowed)
 _TELNUMBER = re.compile(r"\+?[0-9A-Fa-f*#\-.()pPwW]+\Z")
-# What may follow "scheme:" in a URI we do not know: no white space, no < > or quotes.
-_OPAQUE = re.compile(r"[^\s<>\"]+\Z")
+# What may follow "scheme:" in a URI we do not know: printable ASCII but for < > and quotes.
+_OPAQUE = re.compile(r"[!#-;=?-~]+\Z")
+_ESCAPED = re.compile(r"%([0-9A-Fa-f]{2})")
+# Longer URIs are parsed without the cache: an attacker must not fill it with 64 KB strings.
+_CACHED_URI_LENGTH = 256
 
 
 def unescape(text: str) -> str:
-    """Decode %HH escapes once (RFC 3261 §19.1.4: never recursively)."""
+    """Decode %HH escapes once (RFC 3261 §19.1.4: never recursively); a ``%`` that does not
+    start an escape is kept as it is (RFC 4475 §3.1.1.5)."""
     if "%" not in text:
         return text
-    out = []
-    i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "%" and i + 3 <= n:
-            try:
-                out.append(chr(int(text[i + 1 : i + 3], 16)))
-                i += 3
-                continue
-            except ValueError:
-                pass
-        out.append(c)
-        i += 1
-    return "".join(out)
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 def format_host(host: str) -> str:
@@ -191,9 +187,13 @@ def parse_host(text: str) -> tuple[str, int | None]:
         if end < 0:
             raise ParseError("unclosed IPv6 reference")
         host = text[: end + 1]
+        # ipaddress accepts a "%zone" suffix, which has no place in a SIP URI (RFC 5118 §4).
+        if "%" in host:
+            raise ParseError("bad IPv6 address")
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
+            # RFC 5118 §4.10: "[2001:db8:::192.0.2.1]" fits RFC 3261's ABNF but is no address.
             raise ParseError("bad IPv6 address") from None
         rest = text[end + 1 :]
         if not rest:
@@ -203,7 +203,11 @@ def parse_host(text: str) -> tuple[str, int | None]:
         port_text = rest[1:]
     else:
         host, colon, port_text = text.partition(":")
-        if not _HOSTNAME.match(host):
+        ipv4 = _IPV4.match(host)
+        if ipv4 is not None:
+            if any(int(octet) > 255 for octet in ipv4.groups()):
+                raise ParseError("bad IPv4 address")
+        elif not _HOSTNAME.match(host):
             raise ParseError("bad host")
         if not colon:
             return host, None
@@ -212,9 +216,15 @@ def parse_host(text: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
-@lru_cache(maxsize=4096)
 def parse_uri(text: str) -> URI:
-    """Parse a URI; raises ``ParseError``. Cached: URIs repeat across messages and are immutable."""
+    """Parse a URI; raises ``ParseError``. Short URIs are cached: they repeat across messages
+    and are immutable."""
+    if len(text) > _CACHED_URI_LENGTH:
+        return _parse_uri(text)
+    return _parse_uri_cached(text)
+
+
+def _parse_uri(text: str) -> URI:
     scheme, colon, rest = text.partition(":")
     if not colon or not _SCHEME.match(scheme):
         raise ParseError("bad URI scheme")
@@ -229,6 +239,9 @@ def parse_uri(text: str) -> URI:
     if not rest or not _OPAQUE.match(rest):
         raise ParseError("bad URI")
     return AbsoluteURI(lscheme, rest)
+
+
+_parse_uri_cached = lru_cache(maxsize=4096)(_parse_uri)
 
 
 def _parse_sip(scheme: str, rest: str) -> SipURI:

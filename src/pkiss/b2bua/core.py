@@ -1,0 +1,695 @@
+"""The B2BUA: every call is two dialogs the SBC owns, one per leg, and nothing crosses from
+one to the other but what the header policy allows.
+
+Sans-I/O like the SIP core: ``receive(message, source, peer, now)`` and ``handle_timer(now)``
+return the ``Send`` outputs to transmit; ``next_deadline()`` says when to call back. It owns the
+transaction layer, so the driver feeds one object.
+
+Decisions and their RFC grounds:
+- The A-leg's 100 Trying is sent by the INVITE server transaction at once (§17.2.1).
+- The B-leg's 2xx is ACKed as soon as it arrives when the INVITE carried the offer; when the
+  offer is in the 2xx (late offer), the B-leg ACK waits for the A-leg ACK and carries its SDP.
+- BYE is answered 200 on its own leg and sent anew on the other (each leg ends its dialog).
+- Re-INVITE, UPDATE, INFO and MESSAGE are relayed to the other leg and their final response
+  relayed back; a second re-INVITE while one is pending on that leg gets 491 (§14.1).
+- Reliable provisionals (RFC 3262) are relayed end to end when the caller supports 100rel,
+  with the A-leg's own RSeq space; otherwise the SBC PRACKs the B-leg itself.
+- A failure in ``failover_on`` (or no answer within ``setup_timeout``) moves to the next target;
+  other failures are the callee's answer and go back to the caller.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..routing import Router, Target
+from ..sip.errors import ParseError
+from ..sip.headers import NameAddr, parse_name_addr
+from ..sip.ids import new_call_id, new_tag
+from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
+from ..sip.sanity import check_request
+from ..sip.transaction import (
+    AckTimedOut,
+    Addr,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    TransactionLayer,
+    TransactionOutput,
+    TransactionTimedOut,
+)
+from ..sip.uri import SipURI, TelURI, format_host
+from .call import Call, Relay
+from .headers_policy import REQUEST_HEADERS, RESPONSE_HEADERS, copy_allowed
+from .leg import Leg, LocalAddress
+
+__all__ = ["ALLOW", "B2BUA", "PeerInfo"]
+
+log = logging.getLogger("pkiss.b2bua")
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, MESSAGE"
+_RELAYED = frozenset({"INVITE", "UPDATE", "INFO", "MESSAGE"})
+_KNOWN = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "PRACK", "UPDATE", "INFO", "MESSAGE", "REGISTER",
+     "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH"}
+)  # fmt: skip
+
+
+class PeerInfo:
+    """What the B2BUA needs of a peer's config (duck-typed: the config ``Peer`` fits)."""
+
+    name: str
+    role: str
+    failover_on: tuple[int, ...]
+    setup_timeout: float
+
+
+def _has_option(message: Message, name: str, option: str) -> bool:
+    return any(v.lower() == option for v in message.values(name))
+
+
+def _identity(value: NameAddr, host: str) -> tuple[str | None, str]:
+    """Display name and user of an identity, re-homed on ``host`` (tel: URIs kept)."""
+    uri = value.uri
+    if isinstance(uri, TelURI):
+        return value.display, str(uri)
+    user = uri.user if isinstance(uri, SipURI) else None
+    text = f"sip:{user}@{host}" if user else f"sip:{host}"
+    return value.display, text
+
+
+def _party(display: str | None, uri: str) -> str:
+    return f"{display} <{uri}>" if display else f"<{uri}>"
+
+
+class B2BUA:
+    """All calls of one node."""
+
+    def __init__(
+        self,
+        router: Router,
+        peers: dict[str, Any],
+        local: Callable[[Addr], LocalAddress],
+        layer: TransactionLayer | None = None,
+    ) -> None:
+        self.layer = layer if layer is not None else TransactionLayer()
+        self.router = router
+        self.peers = peers
+        self.local = local
+        self.dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}
+        self.invites: dict[str, Call] = {}  # A-leg INVITE server transaction -> call
+        self.clients: dict[str, tuple[str, Call, Any]] = {}  # client transaction -> purpose
+        self.calls: set[Call] = set()
+        self._timers: list[tuple[float, int, str, Call]] = []
+        self._seq = itertools.count()
+        self._turn = itertools.count()
+        self.stats = {"calls": 0, "answered": 0, "failed": 0}
+        self.on_call_end: Callable[[Call], None] | None = None
+
+    # ------------------------------------------------------------------------------ driving
+    def reconfigure(self, router: Router, peers: dict[str, Any]) -> None:
+        """New calls use the new config; calls in progress keep what they started with."""
+        self.router = router
+        self.peers = peers
+
+    def receive(self, message: Message, source: Addr, peer: Any, now: float) -> list[Send]:
+        if isinstance(message, Request) and message.method not in ("ACK",):
+            verdict = check_request(message)
+            if verdict is not None:
+                status, reason, extra = verdict
+                log.info("refusing %s from %s: %d %s", message.method, source, status, reason)
+                return [Send(make_response(message, status, reason, to_tag=new_tag(),
+                                           headers=extra), source)]  # fmt: skip
+        out: list[Send] = []
+        self._run(self.layer.receive(message, source, now), peer, now, out)
+        return out
+
+    def handle_timer(self, now: float) -> list[Send]:
+        out: list[Send] = []
+        self._run(self.layer.handle_timer(now), None, now, out)
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, kind, call = heapq.heappop(timers)
+            if kind == "setup":
+                self._setup_timer(call, now, out)
+        return out
+
+    def hangup_all(self, now: float) -> list[Send]:
+        """End every call in progress (shutdown): BYE or CANCEL/final on each leg."""
+        out: list[Send] = []
+        for call in list(self.calls):
+            self._hangup(call, None, now, out, "shutdown")
+        return out
+
+    def next_deadline(self) -> float | None:
+        layer = self.layer.next_deadline()
+        while self._timers and self._stale(self._timers[0]):
+            heapq.heappop(self._timers)
+        mine = self._timers[0][0] if self._timers else None
+        if layer is None:
+            return mine
+        return layer if mine is None else min(layer, mine)
+
+    @staticmethod
+    def _stale(entry: tuple[float, int, str, Call]) -> bool:
+        deadline, _, kind, call = entry
+        return kind == "setup" and (call.setup_deadline != deadline or call.ended)
+
+    def _run(
+        self, outputs: list[TransactionOutput], peer: Any, now: float, out: list[Send]
+    ) -> None:
+        for o in outputs:
+            if isinstance(o, Send):
+                out.append(o)
+            elif isinstance(o, RequestReceived):
+                self._on_request(o.request, o.source, o.key, peer, now, out)
+            elif isinstance(o, ResponseReceived):
+                self._on_response(o.response, o.key, now, out)
+            elif isinstance(o, TransactionTimedOut):
+                self._on_timeout(o.key, now, out)
+            elif isinstance(o, AckTimedOut):
+                call = self.invites.pop(o.key, None)
+                if call is not None and not call.ended:
+                    self._hangup(call, None, now, out, "no ACK")
+
+    # -------------------------------------------------------------------------- primitives
+    def _respond(
+        self,
+        key: str | None,
+        request: Request,
+        status: int,
+        now: float,
+        out: list[Send],
+        *,
+        reason: str | None = None,
+        to_tag: str | None = None,
+        headers: list[Header] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        if key is None:
+            return
+        response = make_response(
+            request, status, reason, to_tag=to_tag or new_tag(), headers=headers or [], body=body
+        )
+        self._run(self.layer.respond(key, response, now), None, now, out)
+
+    def _send_request(
+        self, request: Request, dest: Addr, purpose: str, call: Call, data: Any,
+        now: float, out: list[Send],
+    ) -> str:  # fmt: skip
+        key, outputs = self.layer.request(request, dest, now)
+        self.clients[key] = (purpose, call, data)
+        self._run(outputs, None, now, out)
+        return key
+
+    def _schedule(self, call: Call, deadline: float) -> None:
+        call.setup_deadline = deadline
+        heapq.heappush(self._timers, (deadline, next(self._seq), "setup", call))
+
+    # ------------------------------------------------------------------------------ requests
+    def _on_request(
+        self,
+        request: Request,
+        source: Addr,
+        key: str | None,
+        peer: Any,
+        now: float,
+        out: list[Send],
+    ) -> None:
+        method = request.method
+        if method == "ACK":
+            self._on_ack(request, now, out)
+            return
+        if method == "CANCEL":
+            self._on_cancel(request, key, now, out)
+            return
+        to = request.to
+        if to is not None and to.tag:
+            found = self.dialogs.get((request.call_id or "", to.tag))
+            if found is None:
+                self._respond(key, request, 481, now, out)
+                return
+            call, leg = found
+            self._in_dialog(call, leg, request, key, now, out)
+            return
+        if method == "INVITE":
+            self._new_call(request, source, key, peer, now, out)
+        elif method == "OPTIONS":
+            self._respond(key, request, 200, now, out, headers=self._capabilities())
+        elif method in ("BYE", "PRACK", "UPDATE", "INFO"):
+            self._respond(key, request, 481, now, out)
+        elif method in _KNOWN:
+            self._respond(key, request, 405, now, out, headers=[("Allow", ALLOW)])
+        else:
+            self._respond(key, request, 501, now, out, headers=[("Allow", ALLOW)])
+
+    @staticmethod
+    def _capabilities() -> list[Header]:
+        return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "100rel")]
+
+    def _new_call(
+        self, request: Request, source: Addr, key: str | None, peer: Any, now: float,
+        out: list[Send],
+    ) -> None:  # fmt: skip
+        max_forwards = request.max_forwards
+        if max_forwards is not None and max_forwards <= 0:
+            self._respond(key, request, 483, now, out)  # §16.3 item 2, as a B2BUA
+            return
+        if peer is None:
+            self._respond(key, request, 403, now, out)
+            return
+        decision = self.router.route(request, peer, next(self._turn))
+        if decision.reject is not None:
+            self._respond(key, request, decision.reject, now, out, reason=decision.reason)
+            return
+        local = self.local(source)
+        frm = request.from_
+        assert frm is not None and request.to is not None
+        contact = request.contact
+        remote_target = str(contact[0].uri) if contact and contact[0].uri else str(frm.uri)
+        # the A-leg's parties as the caller wrote them: To is ours there, From theirs
+        a = Leg(
+            "A",
+            peer.name,
+            request.call_id or "",
+            new_tag(),
+            local_party=request.header("to") or "",
+            remote_party=_strip_tag(request.header("from") or ""),
+            remote_target=remote_target,
+            dest=source,
+            local=local,
+        )
+        a.remote_tag = frm.tag
+        a.remote_cseq = request.cseq.seq if request.cseq else None
+        a.route_set = request.values("record-route")
+        call = Call(
+            a=a,
+            a_invite=request,
+            a_key=key,
+            source_peer=peer.name,
+            number=decision.number,
+            targets=list(decision.targets),
+            created_at=now,
+            a_reliable=_has_option(request, "supported", "100rel")
+            or _has_option(request, "require", "100rel"),
+        )
+        self.calls.add(call)
+        self.stats["calls"] += 1
+        self.dialogs[(a.call_id, a.local_tag)] = (call, a)
+        if key is not None:
+            self.invites[key] = call
+        self._try_next(call, now, out)
+
+    def _try_next(self, call: Call, now: float, out: list[Send]) -> None:
+        """Send the INVITE to the next target, or give up with the best answer known."""
+        if not call.targets:
+            self._fail(call, 408 if call.attempts else 404, now, out)
+            return
+        target = call.targets.pop(0)
+        call.attempts += 1
+        self._start_b_leg(call, target, now, out)
+
+    def _start_b_leg(self, call: Call, target: Target, now: float, out: list[Send]) -> None:
+        a_invite = call.a_invite
+        local = self.local(target.addr)
+        frm = a_invite.from_
+        assert frm is not None
+        display, from_uri = _identity(
+            frm, local.host if ":" not in local.host else format_host(local.host)
+        )
+        peer = self.peers.get(target.peer)
+        domain = getattr(peer, "domain", None) or format_host(target.addr.host)
+        port = "" if getattr(peer, "domain", None) else f":{target.addr.port}"
+        transport = "" if target.addr.transport == "udp" else f";transport={target.addr.transport}"
+        number = call.number or "anonymous"
+        ruri = f"sip:{number}@{domain}{port}{transport}"
+        b = Leg(
+            "B",
+            target.peer,
+            new_call_id(),
+            new_tag(),
+            local_party=_party(display, from_uri),
+            remote_party=f"<sip:{number}@{domain}>",
+            remote_target=ruri,
+            dest=target.addr,
+            local=local,
+            local_cseq=1,
+        )
+        max_forwards = a_invite.max_forwards
+        headers: list[Header] = [("Allow", ALLOW)]
+        if call.a_reliable:
+            headers.append(("Supported", "100rel"))
+        headers.extend(copy_allowed(a_invite, REQUEST_HEADERS))
+        for pai in a_invite.values("p-asserted-identity"):
+            try:
+                pdisplay, puri = _identity(parse_name_addr(pai), local.hostport)
+                headers.append(("P-Asserted-Identity", _party(pdisplay, puri)))
+            except ParseError:  # a bad PAI is not worth failing the call
+                continue
+        invite = b.request(
+            "INVITE",
+            headers=headers,
+            body=a_invite.body,
+            cseq=b.local_cseq,
+            max_forwards=(max_forwards - 1) if max_forwards is not None else 69,
+        )
+        call.b = b
+        call.b_invite = invite
+        call.b_peer = target.peer
+        call.state = "routing"
+        self.dialogs[(b.call_id, b.local_tag)] = (call, b)
+        timeout = float(getattr(peer, "setup_timeout", 3.0) or 3.0)
+        self._schedule(call, now + timeout)
+        call.b_key = self._send_request(invite, target.addr, "invite", call, b, now, out)
+
+    def _setup_timer(self, call: Call, now: float, out: list[Send]) -> None:
+        """No response at all from the B-leg within setup_timeout: next candidate."""
+        if call.ended or call.setup_deadline is None or call.state != "routing":
+            return
+        call.setup_deadline = None
+        old = call.b
+        if call.b_key is not None:
+            self.layer.make_cancel(call.b_key)  # sent by the layer if a provisional comes later
+        if old is not None:
+            self.dialogs.pop((old.call_id, old.local_tag), None)
+        log.info("call %s: no answer from %s, trying next", call.a.call_id, call.b_peer)
+        if call.targets:
+            self._try_next(call, now, out)
+        else:
+            self._fail(call, 408, now, out)
+
+    def _fail(self, call: Call, status: int, now: float, out: list[Send]) -> None:
+        if not call.a_final_sent:
+            call.a_final_sent = True
+            self._respond(call.a_key, call.a_invite, status, now, out, to_tag=call.a.local_tag)
+        self.stats["failed"] += 1
+        self._end(call, now, f"failed {status}")
+
+    def _end(self, call: Call, now: float, reason: str) -> None:
+        if call.ended:
+            return
+        call.state = "ended"
+        call.ended_at = now
+        call.end_reason = reason
+        for leg in (call.a, call.b):
+            if leg is not None:
+                self.dialogs.pop((leg.call_id, leg.local_tag), None)
+        self.calls.discard(call)
+        if call.a_key is not None and call.a_final_sent:
+            self.invites.pop(call.a_key, None)
+        if self.on_call_end is not None:
+            self.on_call_end(call)
+
+    def _on_cancel(self, request: Request, key: str | None, now: float, out: list[Send]) -> None:
+        invite_key = self.layer.find_invite(request)
+        call = self.invites.get(invite_key) if invite_key is not None else None
+        if call is None:
+            self._respond(key, request, 481, now, out)
+            return
+        self._respond(key, request, 200, now, out)
+        if call.a_final_sent:
+            return
+        call.a_final_sent = True
+        self._respond(call.a_key, call.a_invite, 487, now, out, to_tag=call.a.local_tag)
+        self._cancel_b(call, now, out)
+        self._end(call, now, "cancelled")
+
+    def _cancel_b(self, call: Call, now: float, out: list[Send]) -> None:
+        if call.b_key is None:
+            return
+        cancel = self.layer.make_cancel(call.b_key)
+        if cancel is not None and call.b is not None:
+            self._send_request(cancel, call.b.dest, "cancel", call, None, now, out)
+
+    def _on_ack(self, ack: Request, now: float, out: list[Send]) -> None:
+        to = ack.to
+        if to is None or not to.tag:
+            return
+        found = self.dialogs.get((ack.call_id or "", to.tag))
+        if found is None:
+            return
+        call, leg = found
+        other = call.other(leg)
+        if call.late_ack is not None and call.late_ack is other and other is not None:
+            call.late_ack = None
+            ack_out = other.ack(
+                call.late_ack_cseq, body=ack.body, headers=copy_allowed(ack, REQUEST_HEADERS)
+            )
+            self._run(self.layer.ack(ack_out, other.dest, now), None, now, out)
+
+    # --------------------------------------------------------------------- in-dialog requests
+    def _in_dialog(
+        self, call: Call, leg: Leg, request: Request, key: str | None, now: float,
+        out: list[Send],
+    ) -> None:  # fmt: skip
+        cseq = request.cseq
+        stale = cseq is not None and leg.remote_cseq is not None and cseq.seq < leg.remote_cseq
+        if stale:  # §12.2.2: a lower CSeq than the last one is out of order
+            self._respond(key, request, 500, now, out, reason="Out of Order")
+            return
+        if cseq is not None:
+            leg.remote_cseq = max(cseq.seq, leg.remote_cseq or 0)
+        other = call.other(leg)
+        method = request.method
+        if method == "BYE":
+            self._respond(key, request, 200, now, out)
+            self._hangup(call, leg, now, out, f"BYE from {leg.side}-leg")
+            return
+        if method == "OPTIONS":
+            self._respond(key, request, 200, now, out, headers=self._capabilities())
+            return
+        if other is None or call.ended:
+            self._respond(key, request, 481, now, out)
+            return
+        if method == "PRACK":
+            self._relay_prack(call, leg, other, request, key, now, out)
+            return
+        if method not in _RELAYED:
+            self._respond(key, request, 501, now, out, headers=[("Allow", ALLOW)])
+            return
+        if method == "INVITE":
+            if leg.side in call.reinvite_pending or not other.confirmed:
+                self._respond(key, request, 491, now, out, reason="Request Pending")
+                return
+            call.reinvite_pending.add(leg.side)
+            leg.learn_from_request(request)
+        elif method == "UPDATE":
+            leg.learn_from_request(request)
+        headers: list[Header] = copy_allowed(request, REQUEST_HEADERS)
+        if method == "INVITE":
+            headers.append(("Allow", ALLOW))
+        sent = other.request(method, headers=headers, body=request.body)
+        relay = Relay(call, leg, key, request, sent)
+        self._send_request(sent, other.dest, "relay", call, relay, now, out)
+
+    def _relay_prack(
+        self, call: Call, leg: Leg, other: Leg, request: Request, key: str | None, now: float,
+        out: list[Send],
+    ) -> None:  # fmt: skip
+        rack = (request.header("rack") or "").split()
+        b_rseq = call.rseq_map.get(int(rack[0])) if rack and rack[0].isdigit() else None
+        if b_rseq is None or call.b_invite is None or call.b_invite.cseq is None:
+            self._respond(key, request, 481, now, out)
+            return
+        headers: list[Header] = [("RAck", f"{b_rseq} {call.b_invite.cseq.seq} INVITE")]
+        headers.extend(copy_allowed(request, REQUEST_HEADERS))
+        sent = other.request("PRACK", headers=headers, body=request.body)
+        relay = Relay(call, leg, key, request, sent)
+        self._send_request(sent, other.dest, "relay", call, relay, now, out)
+
+    def _hangup(
+        self, call: Call, from_leg: Leg | None, now: float, out: list[Send], reason: str
+    ) -> None:
+        """End the call: BYE (or CANCEL / final) on every leg but the one that hung up."""
+        if call.ended:
+            return
+        for leg in (call.a, call.b):
+            if leg is None or leg is from_leg:
+                continue
+            if leg is call.a and not call.a_final_sent:
+                call.a_final_sent = True
+                self._respond(call.a_key, call.a_invite, 487 if from_leg is None else 480, now,
+                              out, to_tag=call.a.local_tag)  # fmt: skip
+            elif leg is call.b and not leg.confirmed:
+                self._cancel_b(call, now, out)
+            else:
+                bye = leg.request("BYE")
+                self._send_request(bye, leg.dest, "bye", call, None, now, out)
+        self._end(call, now, reason)
+
+    # ----------------------------------------------------------------------------- responses
+    def _on_response(
+        self, response: Response, key: str | None, now: float, out: list[Send]
+    ) -> None:
+        if key is None:
+            return  # a stray 2xx: the layer re-sends our ACK when it has one
+        entry = self.clients.get(key)
+        if entry is None:
+            return
+        purpose, call, data = entry
+        final = response.status >= 200
+        if final:
+            del self.clients[key]
+        if purpose == "invite":
+            self._on_invite_response(call, data, key, response, now, out)
+        elif purpose == "relay":
+            self._on_relay_response(data, response, now, out)
+
+    def _on_invite_response(
+        self, call: Call, leg: Leg, key: str, response: Response, now: float, out: list[Send]
+    ) -> None:
+        status = response.status
+        current = key == call.b_key and not call.ended
+        if not current:
+            if 200 <= status < 300:
+                # an answer from an attempt we gave up on, or after the caller left: ACK + BYE
+                leg.learn_from_response(response)
+                self._ack_2xx(leg, response, now, out)
+                bye = leg.request("BYE")
+                self._send_request(bye, leg.dest, "bye", call, None, now, out)
+            return
+        if call.state == "routing":
+            call.setup_deadline = None  # any response stops the setup timer
+            call.state = "early"
+        if status < 200:
+            if status == 100:
+                return
+            leg.learn_from_response(response)
+            self._relay_provisional(call, leg, response, now, out)
+            return
+        if status < 300:
+            leg.learn_from_response(response)
+            leg.confirmed = True
+            call.state = "answered"
+            call.answered_at = now
+            self.stats["answered"] += 1
+            if call.b_invite is not None and call.b_invite.body:
+                self._ack_2xx(leg, response, now, out)
+            else:
+                call.late_ack = leg
+                call.late_ack_cseq = response.cseq.seq if response.cseq else leg.local_cseq
+            call.a.confirmed = True
+            if not call.a_final_sent:
+                call.a_final_sent = True
+                self._respond(
+                    call.a_key, call.a_invite, status, now, out,
+                    reason=reason_phrase(status), to_tag=call.a.local_tag,
+                    headers=self._answer_headers(call.a, response), body=response.body,
+                )  # fmt: skip
+            return
+        # a failure: retry elsewhere, or pass the callee's answer back
+        self.dialogs.pop((leg.call_id, leg.local_tag), None)
+        peer = self.peers.get(call.b_peer or "")
+        failover_on = getattr(peer, "failover_on", (408, 500, 502, 503, 504))
+        if status in failover_on and call.targets:
+            log.info("call %s: %d from %s, trying next", call.a.call_id, status, call.b_peer)
+            self._try_next(call, now, out)
+            return
+        self._fail(call, _map_failure(status), now, out)
+
+    def _answer_headers(self, a: Leg, response: Response) -> list[Header]:
+        headers: list[Header] = [("Contact", a.local.contact), ("Allow", ALLOW)]
+        headers.extend(copy_allowed(response, RESPONSE_HEADERS))
+        return headers
+
+    def _ack_2xx(self, leg: Leg, response: Response, now: float, out: list[Send]) -> None:
+        cseq = response.cseq.seq if response.cseq else leg.local_cseq
+        self._run(self.layer.ack(leg.ack(cseq), leg.dest, now), None, now, out)
+
+    def _relay_provisional(
+        self, call: Call, leg: Leg, response: Response, now: float, out: list[Send]
+    ) -> None:
+        if call.a_final_sent:
+            return
+        headers = self._answer_headers(call.a, response)
+        reliable = _has_option(response, "require", "100rel") and response.has("rseq")
+        if reliable:
+            rseq_text = response.header("rseq") or ""
+            b_rseq = int(rseq_text) if rseq_text.strip().isdigit() else 0
+            if call.a_reliable:
+                call.a_rseq += 1
+                call.rseq_map[call.a_rseq] = b_rseq
+                headers += [("Require", "100rel"), ("RSeq", str(call.a_rseq))]
+            else:
+                assert call.b_invite is not None and call.b_invite.cseq is not None
+                prack = leg.request(
+                    "PRACK", headers=[("RAck", f"{b_rseq} {call.b_invite.cseq.seq} INVITE")]
+                )
+                self._send_request(prack, leg.dest, "prack", call, None, now, out)
+        self._respond(
+            call.a_key, call.a_invite, response.status, now, out,
+            reason=reason_phrase(response.status), to_tag=call.a.local_tag,
+            headers=headers, body=response.body,
+        )  # fmt: skip
+
+    def _on_relay_response(
+        self, relay: Relay, response: Response, now: float, out: list[Send]
+    ) -> None:
+        status = response.status
+        if status < 200:
+            return
+        call = relay.call
+        method = relay.sent.method
+        to_leg = call.other(relay.from_leg)
+        if method == "INVITE":
+            call.reinvite_pending.discard(relay.from_leg.side)
+            if 200 <= status < 300 and to_leg is not None:
+                to_leg.learn_from_response(response)
+                if relay.sent.body:
+                    self._ack_2xx(to_leg, response, now, out)
+                else:
+                    call.late_ack = to_leg
+                    call.late_ack_cseq = response.cseq.seq if response.cseq else to_leg.local_cseq
+        headers = copy_allowed(response, RESPONSE_HEADERS)
+        if method in ("INVITE", "UPDATE") and 200 <= status < 300:
+            headers = [("Contact", relay.from_leg.local.contact), *headers]
+        self._respond(
+            relay.server_key, relay.original, status, now, out,
+            reason=reason_phrase(status), headers=headers, body=response.body,
+        )  # fmt: skip
+        if status in (408, 481) and not call.ended:
+            self._hangup(call, None, now, out, f"{status} on in-dialog {method}")
+
+    def _on_timeout(self, key: str, now: float, out: list[Send]) -> None:
+        entry = self.clients.pop(key, None)
+        if entry is None:
+            return
+        purpose, call, data = entry
+        if purpose == "invite" and key == call.b_key and not call.ended:
+            if call.state == "routing" or call.state == "early":
+                call.setup_deadline = None
+                if data is not None:
+                    self.dialogs.pop((data.call_id, data.local_tag), None)
+                self._try_next(call, now, out) if call.targets else self._fail(call, 408, now, out)
+        elif purpose == "relay":
+            relay: Relay = data
+            if relay.sent.method == "INVITE":
+                call.reinvite_pending.discard(relay.from_leg.side)
+            self._respond(relay.server_key, relay.original, 408, now, out)
+            if not call.ended:
+                self._hangup(call, None, now, out, "in-dialog request timed out")
+
+
+def _strip_tag(value: str) -> str:
+    """A From/To header value without its tag parameter (the leg adds its own)."""
+    na = parse_name_addr(value)
+    params = "".join(
+        f";{k}" if v is None else f";{k}={v}" for k, v in na.params if k.lower() != "tag"
+    )
+    disp = f"{na.display} " if na.display else ""
+    return f"{disp}<{na.uri}>{params}"
+
+
+def _map_failure(status: int) -> int:
+    """What the caller hears for the callee side's failure: redirections are not followed
+    across the border (their Contact would reveal the other side), authentication challenges
+    are the SBC's business with that peer, not the caller's."""
+    if 300 <= status < 400:
+        return 480
+    if status in (401, 407):
+        return 403
+    return status

@@ -1,0 +1,53 @@
+"""What crosses from one leg to the other: an allowlist, never a blocklist.
+
+Every header not named here stays on its own side. Via, Contact, Record-Route, Route, Call-ID,
+tags, CSeq, Max-Forwards and Content-Length are always the SBC's own on each leg; Server and
+User-Agent are never sent (nothing reveals the software). Values that carry an address (From,
+To, P-Asserted-Identity) are rebuilt from their user part by the B2BUA, not copied.
+"""
+
+from __future__ import annotations
+
+from ..sip.message import Header, Message
+
+__all__ = ["REQUEST_HEADERS", "RESPONSE_HEADERS", "copy_allowed"]
+
+# Headers of a request that describe the session or the body, never the path it took.
+REQUEST_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "content-type",
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+        "subject",
+        "priority",
+        "privacy",
+        "info-package",
+        "event",
+        "expires",
+    }
+)
+# Headers of a response worth relaying to the other leg's request.
+RESPONSE_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "content-type",
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+        "unsupported",
+        "retry-after",
+        "min-se",
+        "privacy",
+    }
+)
+
+
+def copy_allowed(message: Message, allowed: frozenset[str]) -> list[Header]:
+    """The header fields of ``message`` whose names are in ``allowed``, in order."""
+    return [h for h in message.headers if h[0].lower() in allowed]

@@ -1,0 +1,221 @@
+"""The asyncio driver: feeds bytes from the transports to the sans-I/O core, sends what the
+core returns, and keeps exactly one timer armed at the core's next deadline.
+
+Per datagram, cheapest first: the source must be a known peer (anything else is dropped
+before parsing, unless ``security.unknown_sources`` is ``reject``); then the size guard and the
+parser; a request that does not parse gets its 400 (when it can be addressed); then the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from typing import Any
+
+from .b2bua import B2BUA, LocalAddress
+from .routing import Router
+from .sip.errors import ParseError
+from .sip.ids import new_tag
+from .sip.message import Message, Request, make_response
+from .sip.parser import parse_datagram
+from .sip.sanity import salvage_response
+from .sip.transaction import Addr, Send
+from .transport import TcpTransport, UdpTransport
+
+__all__ = ["Engine", "PeerIndex"]
+
+log = logging.getLogger("pkiss.engine")
+
+
+class PeerIndex:
+    """Who a source address is: exact addresses in a dict, networks scanned after."""
+
+    def __init__(self, peers: Any) -> None:
+        self._exact: dict[str, list[tuple[int | None, Any]]] = {}
+        self._networks: list[tuple[Any, int | None, Any]] = []
+        for peer in peers.values():
+            for source in peer.match_sources:
+                net = source.network
+                if net.num_addresses == 1:
+                    host = str(net.network_address)
+                    self._exact.setdefault(host, []).append((source.port, peer))
+                else:
+                    self._networks.append((net, source.port, peer))
+        for entries in self._exact.values():
+            entries.sort(key=lambda e: e[0] is None)  # a port-specific match first
+
+    def match(self, addr: Addr) -> Any:
+        for port, peer in self._exact.get(addr.host, ()):
+            if port is None or port == addr.port:
+                return peer
+        if self._networks:
+            ip = ipaddress.ip_address(addr.host)
+            for net, port, peer in self._networks:
+                if ip in net and (port is None or port == addr.port):
+                    return peer
+        return None
+
+
+class Engine:
+    """One node's SIP machinery, bound to the running event loop."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.peers = PeerIndex(config.peers)
+        self.b2bua = B2BUA(Router(config.peers, config.routes), dict(config.peers), self.local)
+        self.transports: dict[tuple[str, int], UdpTransport | TcpTransport] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._local_cache: dict[tuple[str, str], LocalAddress] = {}
+        self.dropped = 0
+        self.accepting = True
+
+    # ---------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        max_size = self.config.security.max_message_bytes
+        for ep in self.config.sbc.listen:
+            family = 6 if ":" in ep.host else 4
+            transport: UdpTransport | TcpTransport
+            if ep.transport == "udp":
+                transport = UdpTransport(ep.host, ep.port, self.on_datagram)
+            elif ep.transport == "tcp":
+                transport = TcpTransport(ep.host, ep.port, self.on_stream_message, max_size)
+            else:
+                log.warning("listen %s: TLS is not available yet, skipped", ep)
+                continue
+            await transport.start()
+            self.transports[(ep.transport, family)] = transport
+            log.info("listening on %s:%s:%d", ep.transport, ep.host, transport.port)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for transport in self.transports.values():
+            transport.close()
+
+    def reconfigure(self, config: Any) -> None:
+        """Swap the config: new calls use it, calls in progress keep theirs."""
+        self.config = config
+        self.peers = PeerIndex(config.peers)
+        self.b2bua.reconfigure(Router(config.peers, config.routes), dict(config.peers))
+        self._local_cache.clear()
+
+    # ------------------------------------------------------------------------------ inbound
+    def on_datagram(self, data: bytes, source: Addr) -> None:
+        peer = self.peers.match(source)
+        if peer is None and self.config.security.unknown_sources == "drop":
+            self.dropped += 1
+            return
+        if len(data) <= 4 and not data.strip():
+            return  # keep-alive (RFC 5626 §4.4.1 CRLF ping)
+        try:
+            message = parse_datagram(data, self.config.security.max_message_bytes)
+        except ParseError as exc:
+            self._bad_message(data, exc, source)
+            return
+        self.dispatch(message, source, peer)
+
+    def on_stream_message(self, item: Message | ParseError, source: Addr) -> None:
+        peer = self.peers.match(source)
+        if peer is None and self.config.security.unknown_sources == "drop":
+            self.dropped += 1
+            return
+        if isinstance(item, ParseError):
+            log.info("malformed message from %s: %s", source, item.reason)
+            return
+        self.dispatch(item, source, peer)
+
+    def _bad_message(self, data: bytes, exc: ParseError, source: Addr) -> None:
+        log.info("malformed message from %s: %s", source, exc.reason)
+        response = salvage_response(data, exc)
+        if response is not None:
+            self.transmit([Send(response, source)])
+
+    def dispatch(self, message: Message, source: Addr, peer: Any) -> None:
+        assert self._loop is not None
+        if peer is None:  # unknown_sources: reject
+            if isinstance(message, Request) and message.method != "ACK":
+                self.transmit([Send(make_response(message, 403, to_tag=new_tag()), source)])
+            return
+        if not self.accepting and isinstance(message, Request) and message.method == "INVITE":
+            to = message.to
+            if to is None or not to.tag:
+                resp = make_response(message, 503, to_tag=new_tag(), headers=[("Retry-After", "5")])
+                self.transmit([Send(resp, source)])
+                return
+        try:
+            sends = self.b2bua.receive(message, source, peer, self._loop.time())
+        except ParseError as exc:  # a header the core needed turned out malformed
+            log.info("malformed message from %s: %s", source, exc.reason)
+            return
+        self.transmit(sends)
+        self._arm()
+
+    # ----------------------------------------------------------------------------- outbound
+    def transmit(self, sends: list[Send]) -> None:
+        transports = self.transports
+        for send in sends:
+            dest = send.dest
+            transport = transports.get((dest.transport, 6 if ":" in dest.host else 4))
+            if transport is None:
+                log.warning("no %s transport to reach %s", dest.transport, dest)
+                continue
+            transport.send(bytes(send.message), dest)
+
+    def local(self, dest: Addr) -> LocalAddress:
+        """Our address as a peer at ``dest`` sees it: the advertised address, else the
+        listening address of that transport, else (wildcard listen) the source address the
+        kernel picks for that destination."""
+        key = (dest.transport, dest.host)
+        found = self._local_cache.get(key)
+        if found is not None:
+            return found
+        family = 6 if ":" in dest.host else 4
+        transport = self.transports.get((dest.transport, family)) or self.transports.get(
+            ("udp", family)
+        )
+        port = transport.port if transport is not None else 5060
+        host = self.config.sbc.advertise
+        if host is None:
+            host = transport.host if transport is not None else "127.0.0.1"
+            if host in ("0.0.0.0", "::"):
+                host = _source_address_for(dest.host, family)
+        found = LocalAddress(dest.transport, str(host), port)
+        if len(self._local_cache) < 4096:
+            self._local_cache[key] = found
+        return found
+
+    # -------------------------------------------------------------------------------- timer
+    def _arm(self) -> None:
+        deadline = self.b2bua.next_deadline()
+        if deadline is None:
+            return
+        if self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        self._timer_at = None
+        self.transmit(self.b2bua.handle_timer(self._loop.time()))
+        self._arm()
+
+
+def _source_address_for(host: str, family: int) -> str:
+    """The local address the kernel would use toward ``host`` (no packet is sent)."""
+    af = socket.AF_INET6 if family == 6 else socket.AF_INET
+    with socket.socket(af, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host, 9))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "::1" if family == 6 else "127.0.0.1"

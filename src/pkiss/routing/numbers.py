@@ -1,0 +1,83 @@
+"""Numbers: who owns a called number (PBX ``dids``), and which number a request calls.
+
+A DID entry is exact (``+33555000111``), a prefix (``+3398765*``) or a range of numbers of the
+same length (``+33123456700-+33123456799``). Exact beats range beats prefix; among prefixes the
+longest wins; among ranges the narrowest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..sip.message import Request
+from ..sip.uri import SipURI, TelURI, unescape
+
+__all__ = ["DidTable", "called_number", "parse_did"]
+
+
+def parse_did(entry: str) -> tuple[str, str, str]:
+    """``("exact", n, n)``, ``("prefix", p, p)`` or ``("range", low, high)``."""
+    if entry.endswith("*"):
+        return "prefix", entry[:-1], entry[:-1]
+    low, sep, high = entry.partition("-")
+    if sep and low and high and len(low) == len(high):
+        return "range", low, high
+    return "exact", entry, entry
+
+
+def _digits_key(number: str) -> tuple[str, int] | None:
+    head = "+" if number.startswith("+") else ""
+    rest = number[len(head) :]
+    return (head, int(rest)) if rest.isdigit() else None
+
+
+class DidTable:
+    """Maps a number to the name of the PBX peer that owns it."""
+
+    def __init__(self, owners: Iterable[tuple[str, Iterable[str]]]) -> None:
+        self._exact: dict[str, str] = {}
+        self._ranges: list[tuple[int, str, int, int, int, str]] = []
+        self._prefixes: list[tuple[str, str]] = []
+        for peer, entries in owners:
+            for entry in entries:
+                kind, low, high = parse_did(entry)
+                if kind == "exact":
+                    self._exact.setdefault(low, peer)
+                elif kind == "prefix":
+                    self._prefixes.append((low, peer))
+                else:
+                    lk, hk = _digits_key(low), _digits_key(high)
+                    if lk is None or hk is None or lk[0] != hk[0]:
+                        continue
+                    self._ranges.append((hk[1] - lk[1], lk[0], len(low), lk[1], hk[1], peer))
+        self._prefixes.sort(key=lambda p: -len(p[0]))
+        self._ranges.sort()
+
+    def owner(self, number: str) -> str | None:
+        peer = self._exact.get(number)
+        if peer is not None:
+            return peer
+        key = _digits_key(number)
+        if key is not None:
+            for _width, head, length, low, high, rpeer in self._ranges:
+                if head == key[0] and length == len(number) and low <= key[1] <= high:
+                    return rpeer
+        for prefix, ppeer in self._prefixes:
+            if number.startswith(prefix):
+                return ppeer
+        return None
+
+
+def called_number(request: Request) -> str:
+    """The number a request calls: the Request-URI user part (unescaped, parameters such as
+    ``;phone-context`` dropped) or a tel: number, without visual separators."""
+    uri = request.uri
+    if isinstance(uri, TelURI):
+        number = uri.number
+    elif isinstance(uri, SipURI) and uri.user is not None:
+        number = unescape(uri.user).split(";", 1)[0]
+    else:
+        return ""
+    if "-" in number or "." in number or "(" in number:
+        number = number.translate({ord(c): None for c in "-.() "})
+    return number

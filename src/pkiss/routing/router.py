@@ -1,0 +1,125 @@
+"""Where a call goes: a pure function of the request, the peer it came from and the config.
+
+- From a carrier: the PBX peer that owns the called number (``dids``); none: 404.
+- From a PBX: its own ``routes`` or the global table, longest prefix first; ``via`` carriers in
+  order, or ``reject`` with a status; no matching route: 404. A PBX never reaches a PBX.
+Each peer's hosts are ordered by its strategy: ``failover`` by ascending ``priority``;
+``balance`` rotated by the caller-supplied turn, so equal weights get equal shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..sip.message import Request
+from ..sip.transaction import Addr
+from .numbers import DidTable, called_number
+
+__all__ = ["Decision", "Router", "Target"]
+
+
+class HostLike(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def transport(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def weight(self) -> int: ...
+
+
+class RouteLike(Protocol):
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def via(self) -> tuple[str, ...]: ...
+    @property
+    def reject(self) -> int | None: ...
+
+
+class PeerLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def hosts(self) -> tuple[HostLike, ...]: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def dids(self) -> tuple[str, ...]: ...
+    @property
+    def routes(self) -> tuple[RouteLike, ...] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One candidate destination: a host of a peer."""
+
+    peer: str
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Ordered candidates, or a status to reject the call with (``reject``)."""
+
+    targets: tuple[Target, ...] = ()
+    reject: int | None = None
+    reason: str | None = None
+    number: str = ""
+
+
+def _order_hosts(peer: PeerLike, turn: int) -> list[HostLike]:
+    hosts = list(peer.hosts)
+    if peer.strategy == "balance" and hosts:
+        weighted = [h for h in hosts for _ in range(max(h.weight, 0))] or hosts
+        first = weighted[turn % len(weighted)]
+        return [first] + [h for h in hosts if h is not first]
+    return sorted(hosts, key=lambda h: h.priority)
+
+
+class Router:
+    """Built once per config version; ``route()`` is pure apart from its arguments."""
+
+    def __init__(self, peers: Mapping[str, PeerLike], routes: Sequence[RouteLike]) -> None:
+        self._peers = peers
+        self._routes = sorted(routes, key=lambda r: -len(r.prefix))
+        self._dids = DidTable((p.name, p.dids) for p in peers.values() if p.role == "pbx")
+
+    def targets(self, peer_name: str, turn: int = 0) -> list[Target]:
+        peer = self._peers[peer_name]
+        return [
+            Target(peer.name, Addr(h.transport, h.host, h.port)) for h in _order_hosts(peer, turn)
+        ]
+
+    def route(self, request: Request, source: PeerLike, turn: int = 0) -> Decision:
+        number = called_number(request)
+        if source.role == "carrier":
+            owner = self._dids.owner(number)
+            if owner is None:
+                return Decision(reject=404, reason="Not Found", number=number)
+            return Decision(tuple(self.targets(owner, turn)), number=number)
+        table = (
+            self._routes
+            if source.routes is None
+            else sorted(source.routes, key=lambda r: -len(r.prefix))
+        )
+        for entry in table:
+            if number.startswith(entry.prefix):
+                if entry.reject is not None:
+                    return Decision(reject=entry.reject, number=number)
+                targets: list[Target] = []
+                for name in entry.via:
+                    peer = self._peers.get(name)
+                    if peer is not None and peer.role == "carrier":
+                        targets.extend(self.targets(name, turn))
+                if not targets:
+                    return Decision(reject=404, reason="Not Found", number=number)
+                return Decision(tuple(targets), number=number)
+        return Decision(reject=404, reason="Not Found", number=number)

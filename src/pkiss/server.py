@@ -1,0 +1,92 @@
+"""The composition root: builds a node from its config and owns its life (signals included).
+
+SIGTERM: stop taking new calls (503), wait ``drain`` seconds for calls in progress to end,
+then BYE what is left and stop. SIGHUP: reload the config file; an invalid file is refused
+with its errors logged and the running config kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, load_config
+from .engine import Engine
+
+__all__ = ["Server", "run"]
+
+log = logging.getLogger("pkiss")
+
+
+class Server:
+    def __init__(self, config: Any, config_path: Path | None = None, drain: float = 0.0) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.drain = drain
+        self.engine = Engine(config)
+        self._stop = asyncio.Event()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.engine.start()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        log.info("ready: %d peers", len(self.config.peers))
+        await self._stop.wait()
+        await self.shutdown()
+
+    def reload(self) -> bool:
+        if self.config_path is None:
+            return False
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config:")
+            for line in exc.errors:
+                log.error("  %s", line)
+            return False
+        self.config = config
+        self.engine.reconfigure(config)
+        log.info("config reloaded: %d peers", len(config.peers))
+        return True
+
+    async def shutdown(self) -> None:
+        engine = self.engine
+        engine.accepting = False
+        log.info("stopping: %d calls in progress", len(engine.b2bua.calls))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain
+        while engine.b2bua.calls and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        if engine.b2bua.calls:
+            engine.transmit(engine.b2bua.hangup_all(loop.time()))
+            await asyncio.sleep(0.2)  # let the BYEs leave
+        engine.close()
+        log.info("stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run(config_path: Path, drain: float = 0.0) -> int:
+    config = load_config(config_path)
+    level = getattr(logging, config.logging.level.upper(), logging.INFO)
+    fmt = (
+        '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}'
+        if config.logging.format == "json"
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.basicConfig(level=level, format=fmt)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional
+        pass
+    server = Server(config, config_path, drain)
+    asyncio.run(server.serve())
+    return 0

@@ -1,0 +1,59 @@
+"""UDP endpoint: one socket per listen address."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ..sip.transaction import Addr
+
+__all__ = ["UdpTransport"]
+
+log = logging.getLogger("pkiss.transport")
+
+DatagramSink = Callable[[bytes, Addr], None]
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, sink: DatagramSink) -> None:
+        self.sink = sink
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        host = str(addr[0])
+        if "%" in host:  # IPv6 zone index
+            host = host.split("%", 1)[0]
+        self.sink(data, Addr("udp", host, int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the transaction layer times out on its own
+        log.debug("udp error: %s", exc)
+
+
+class UdpTransport:
+    """A bound UDP socket. ``send`` never blocks; a full socket buffer drops the datagram
+    (UDP retransmissions of the transaction layer cover it)."""
+
+    def __init__(self, host: str, port: int, sink: DatagramSink) -> None:
+        self.host = host
+        self.port = port
+        self._sink = sink
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self._sink), local_addr=(self.host, self.port)
+        )
+        self._transport = transport
+        sock = transport.get_extra_info("sockname")
+        self.port = int(sock[1])
+
+    def send(self, data: bytes, dest: Addr) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data, (dest.host, dest.port))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None

@@ -8,6 +8,7 @@ with its errors logged and the running config kept.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -87,6 +88,11 @@ def run(config_path: Path, drain: float = 0.0) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is optional
         pass
+    # Calls and transactions are short-lived and hold few reference cycles; the default
+    # thresholds make full collections over every live transaction pause the loop for
+    # hundreds of milliseconds under load, which bursts packets into peers' buffers.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     server = Server(config, config_path, drain)
     asyncio.run(server.serve())
     return 0

@@ -1,0 +1,33 @@
+"""Fixtures for the SIPp end-to-end tests: ``from sipp import Sipp`` works from here."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sipp import Sipp
+
+
+@pytest.fixture
+def sipp_factory(tmp_path: Path) -> Iterator[Callable[..., Sipp]]:
+    """Build (not start) Sipp objects working in tmp_path; every one is stopped at teardown.
+
+    ``make = sipp_factory; uas = make("uas_basic", local_ip="127.0.0.3").start()``
+    """
+    made: list[Sipp] = []
+
+    def make(scenario: str, **kwargs: Any) -> Sipp:
+        kwargs.setdefault("workdir", tmp_path)
+        peer = Sipp(scenario, **kwargs)
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in reversed(made):
+        peer.stop()

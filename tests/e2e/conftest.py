@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from sbc import Pkiss
 from sipp import Sipp
 
 
@@ -31,3 +32,20 @@ def sipp_factory(tmp_path: Path) -> Iterator[Callable[..., Sipp]]:
     yield make
     for peer in reversed(made):
         peer.stop()
+
+
+@pytest.fixture
+def sbc_factory(tmp_path: Path) -> Iterator[Callable[..., Pkiss]]:
+    """Start pkiss nodes from config dicts; every one is stopped (by PID) at teardown."""
+    started: list[Pkiss] = []
+
+    def make(config: dict[str, Any]) -> Pkiss:
+        workdir = tmp_path / f"pkiss-{len(started)}"
+        workdir.mkdir()
+        node = Pkiss(config, workdir)
+        started.append(node)
+        return node.start()
+
+    yield make
+    for node in started:
+        node.stop()

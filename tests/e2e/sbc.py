@@ -40,10 +40,11 @@ class Pkiss:
         self.path = workdir / "pkiss.yaml"
         self.log_path = workdir / "pkiss.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
 
     def start(self, timeout: float = 10.0) -> Pkiss:
         self.path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        log = self.log_path.open("wb")
+        log = self._log = self.log_path.open("wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pkiss", "run", "-c", str(self.path)],
@@ -85,6 +86,9 @@ class Pkiss:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         return self.proc.returncode
 
 

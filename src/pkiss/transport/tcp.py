@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from ..sip.errors import ParseError
 from ..sip.message import Message
@@ -34,14 +35,13 @@ class _Connection(asyncio.Protocol):
         self.last_used = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if self.remote is None:
             peer = transport.get_extra_info("peername")
             self.remote = Addr("tcp", str(peer[0]).split("%", 1)[0], int(peer[1]))
         self.owner._register(self)
         for data in self.pending:
-            transport.write(data)
+            self.transport.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:

@@ -1,0 +1,178 @@
+"""Calls through a real pkiss node between real SIPp peers: the operator (a SIPp UAC or UAS
+on 127.0.0.2) and the PBX (on 127.0.0.3). Each test asserts what a user would check: both
+peers' calls succeed, and the SBC is back to no call at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sbc import Pkiss, basic_config, free_port
+from sipp import Sipp, sipp_available
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not sipp_available(), reason="sipp is not on PATH (package sip-tester)"),
+]
+
+OPERATOR = "127.0.0.2"
+PBX = "127.0.0.3"
+CALLED = "+33123456789"  # a DID of the PBX in basic_config
+CALLER = "+33987654321"
+
+
+class Net:
+    """One SBC with one operator and one PBX, each on its own loopback address and port."""
+
+    def __init__(self, make_sipp: Callable[..., Sipp], make_sbc: Callable[..., Pkiss],
+                 pbx_transport: str = "udp") -> None:  # fmt: skip
+        self.make_sipp = make_sipp
+        self.sbc_port = free_port()
+        self.operator_port = free_port(OPERATOR)
+        self.pbx_port = free_port(PBX)
+        config = basic_config(
+            self.sbc_port,
+            carrier_port=self.operator_port,
+            pbx_port=self.pbx_port,
+            pbx_transport=pbx_transport,
+        )
+        self.sbc = make_sbc(config)
+
+    def pbx(self, scenario: str, **kw: Any) -> Sipp:
+        kw.setdefault("local_port", self.pbx_port)
+        return self.make_sipp(scenario, local_ip=PBX, **kw).start()
+
+    def operator(self, scenario: str, **kw: Any) -> Sipp:
+        kw.setdefault("local_port", self.operator_port)
+        kw.setdefault("remote", ("127.0.0.1", self.sbc_port))
+        kw.setdefault("service", CALLED)
+        kw.setdefault("caller", CALLER)
+        return self.make_sipp(scenario, local_ip=OPERATOR, **kw).start()
+
+    def operator_uas(self, scenario: str, **kw: Any) -> Sipp:
+        kw.setdefault("local_port", self.operator_port)
+        return self.make_sipp(scenario, local_ip=OPERATOR, **kw).start()
+
+    def pbx_uac(self, scenario: str, **kw: Any) -> Sipp:
+        kw.setdefault("local_port", self.pbx_port)
+        kw.setdefault("remote", ("127.0.0.1", self.sbc_port))
+        kw.setdefault("service", "+4420790000")
+        kw.setdefault("caller", CALLED)
+        return self.make_sipp(scenario, local_ip=PBX, **kw).start()
+
+
+@pytest.fixture
+def net(sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]) -> Net:
+    return Net(sipp_factory, sbc_factory)
+
+
+def _both(caller: Sipp, callee: Sipp, calls: int) -> None:
+    stats = caller.check()
+    assert stats["SuccessfulCall(C)"] == calls
+    callee.check()
+
+
+def test_basic_call_bye_from_caller(net: Net) -> None:
+    pbx = net.pbx("uas_basic", calls=3)
+    operator = net.operator("uac_basic", calls=3)
+    _both(operator, pbx, 3)
+    assert net.sbc.alive()
+
+
+def test_basic_call_bye_from_callee(net: Net) -> None:
+    pbx = net.pbx("uas_bye", calls=2)
+    operator = net.operator("uac_recv_bye", calls=2)
+    _both(operator, pbx, 2)
+
+
+def test_outbound_call_from_pbx_to_operator(net: Net) -> None:
+    operator = net.operator_uas("uas_basic", calls=2)
+    pbx = net.pbx_uac("uac_basic", calls=2)
+    _both(pbx, operator, 2)
+
+
+def test_cancel_while_ringing_gives_487_to_caller(net: Net) -> None:
+    pbx = net.pbx("uas_ring_forever", calls=2)
+    operator = net.operator("uac_cancel", calls=2)  # asserts 200 to CANCEL, then 487
+    _both(operator, pbx, 2)
+
+
+def test_busy_is_relayed(net: Net) -> None:
+    pbx = net.pbx("uas_busy", calls=2)
+    operator = net.operator("uac_busy", calls=2)  # expects 486 and ACKs it
+    _both(operator, pbx, 2)
+    assert "486 Busy Here" in operator.messages()
+
+
+def test_183_with_sdp_early_media(net: Net) -> None:
+    pbx = net.pbx("uas_183", calls=2)
+    operator = net.operator("uac_183", calls=2)  # fails the call unless the 183 has m=audio
+    _both(operator, pbx, 2)
+
+
+def test_100rel_prack_end_to_end(net: Net) -> None:
+    pbx = net.pbx("uas_100rel", calls=2)  # checks the PRACK's RAck it receives
+    operator = net.operator("uac_100rel", calls=2)
+    _both(operator, pbx, 2)
+    assert "PRACK sip:" in pbx.messages()
+
+
+def test_reinvite_update_info_from_caller(net: Net) -> None:
+    pbx = net.pbx("uas_reinvite_recv", calls=2)
+    operator = net.operator("uac_reinvite", calls=2)
+    _both(operator, pbx, 2)
+
+
+def test_reinvite_update_info_from_callee(net: Net) -> None:
+    pbx = net.pbx("uas_reinvite_send", calls=2)
+    operator = net.operator("uac_reinvite_recv", calls=2)
+    _both(operator, pbx, 2)
+
+
+def test_udp_in_tcp_out(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    net = Net(sipp_factory, sbc_factory, pbx_transport="tcp")
+    pbx = net.pbx("uas_basic", calls=3, transport="t1")
+    operator = net.operator("uac_basic", calls=3)
+    _both(operator, pbx, 3)
+    assert "TCP message received" in pbx.messages()
+    assert "UDP message received" in operator.messages()
+
+
+@pytest.mark.parametrize("side", ["operator", "pbx"])
+def test_ten_percent_loss_on_one_side(net: Net, side: str) -> None:
+    calls = 30
+    lost = ["-lost", "10"]
+    # SIPp plays its scenario in order: a callee whose ACK was lost must get it again (from
+    # the SBC's answer to its 2xx retransmissions) before the BYE comes, so calls are held
+    # long enough for three retransmissions (0.5 + 1 + 2 s).
+    pbx = net.pbx("uas_basic", calls=calls, timeout=60,
+                  extra_args=lost if side == "pbx" else ())  # fmt: skip
+    operator = net.operator(
+        "uac_lossy", calls=calls, rate=10, timeout=60, pause_ms=4000,
+        extra_args=lost if side == "operator" else (),
+    )  # fmt: skip
+    stats = operator.check(timeout=90)
+    assert stats["SuccessfulCall(C)"] == calls
+    assert stats["Retransmissions(C)"] > 0 or side == "pbx"  # loss was really there
+    pbx.check(timeout=30)
+
+
+def test_options_to_the_sbc_from_a_known_peer(net: Net) -> None:
+    probe = net.make_sipp(
+        "uac_options", local_ip=OPERATOR, local_port=net.operator_port,
+        remote=("127.0.0.1", net.sbc_port), calls=1,
+    ).start()  # fmt: skip
+    probe.check()
+    assert "User-Agent" not in probe.messages().split("SIP/2.0 200")[-1]
+
+
+def test_unknown_source_is_dropped_silently(net: Net) -> None:
+    stranger = net.make_sipp(
+        "uac_options", local_ip="127.0.0.66", remote=("127.0.0.1", net.sbc_port), calls=1,
+        timeout=3,
+    ).start()  # fmt: skip
+    assert stranger.wait() != 0  # no answer at all
+    assert "message received" not in stranger.messages()

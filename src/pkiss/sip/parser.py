@@ -136,8 +136,8 @@ class StreamParser:
     def feed(self, data: bytes) -> list[Message | ParseError]:
         """Messages framed so far; a message that frames but does not parse is returned as its
         ``ParseError`` (the stream stays usable). Raises ``ParseError`` on a framing error:
-        at once if no message came before it, else on the next call, once the messages framed
-        before the error have been returned. Every later call raises it again."""
+        at once if no message came before it, else on the next call (``feed(b"")`` will do),
+        so the messages framed before the error are not lost. Every later call raises it."""
         if self._error is not None:
             raise self._error
         out: list[Message | ParseError] = []

@@ -272,9 +272,10 @@ class B2BUA:
         contact = request.contact
         remote_target = str(contact[0].uri) if contact and contact[0].uri else str(frm.uri)
         # the A-leg's parties as the caller wrote them: To is ours there, From theirs
+        peer_name = peer.name
         a = Leg(
             "A",
-            peer.name,
+            peer_name,
             request.call_id or "",
             new_tag(),
             local_party=request.header("to") or "",
@@ -290,7 +291,7 @@ class B2BUA:
             a=a,
             a_invite=request,
             a_key=key,
-            source_peer=peer.name,
+            source_peer=peer_name,
             number=decision.number,
             targets=list(decision.targets),
             created_at=now,

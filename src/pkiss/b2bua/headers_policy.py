@@ -8,6 +8,7 @@ To, P-Asserted-Identity) are rebuilt from their user part by the B2BUA, not copi
 
 from __future__ import annotations
 
+from ..sip.headers import canonical_name
 from ..sip.message import Header, Message
 
 __all__ = ["REQUEST_HEADERS", "RESPONSE_HEADERS", "copy_allowed"]
@@ -50,4 +51,12 @@ RESPONSE_HEADERS = frozenset(
 
 def copy_allowed(message: Message, allowed: frozenset[str]) -> list[Header]:
     """The header fields of ``message`` whose names are in ``allowed``, in order."""
+    if len(message.headers) > 2 * len(allowed):  # look the few allowed names up instead
+        return [
+            (_canonical(name), value) for name in allowed for value in message.header_lines(name)
+        ]
     return [h for h in message.headers if h[0].lower() in allowed]
+
+
+def _canonical(lower: str) -> str:
+    return canonical_name(lower)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..sip.headers import Via
 from ..sip.ids import new_branch
 from ..sip.message import Header, Request, Response
 from ..sip.transaction import Addr
@@ -26,9 +27,9 @@ class LocalAddress:
     host: str
     port: int
 
-    def via(self, branch: str) -> str:
-        host = format_host(self.host)
-        return f"SIP/2.0/{self.transport.upper()} {host}:{self.port};branch={branch};rport"
+    def via(self, branch: str) -> Via:
+        return Via(self.transport.upper(), format_host(self.host), self.port,
+                   (("branch", branch), ("rport", None)))  # fmt: skip
 
     @property
     def contact(self) -> str:
@@ -110,8 +111,9 @@ class Leg:
             self.local_cseq += 1
             cseq = self.local_cseq
         from_value, to_value = self._from_to()
+        via = self.local.via(new_branch())
         out: list[Header] = [
-            ("Via", self.local.via(new_branch())),
+            ("Via", str(via)),
             ("Max-Forwards", str(max_forwards)),
             ("From", from_value),
             ("To", to_value),
@@ -122,7 +124,9 @@ class Leg:
         if method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"):
             out.append(("Contact", self.local.contact))
         out.extend(headers)
-        return Request(method, self.remote_target, out, body)
+        request = Request(method, self.remote_target, out, body)
+        request.seed_via([via])
+        return request
 
     def ack(self, invite_cseq: int, body: bytes = b"", headers: Sequence[Header] = ()) -> Request:
         """The ACK for a 2xx to our INVITE with that CSeq number (§13.2.2.4)."""

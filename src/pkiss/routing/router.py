@@ -75,13 +75,25 @@ class Decision:
     number: str = ""
 
 
-def _order_hosts(peer: PeerLike, turn: int) -> list[HostLike]:
-    hosts = list(peer.hosts)
-    if peer.strategy == "balance" and hosts:
-        weighted = [h for h in hosts for _ in range(max(h.weight, 0))] or hosts
-        first = weighted[turn % len(weighted)]
-        return [first] + [h for h in hosts if h is not first]
-    return sorted(hosts, key=lambda h: h.priority)
+class _PeerTargets:
+    """A peer's hosts as targets, precomputed once per config version."""
+
+    __slots__ = ("by_priority", "weighted")
+
+    def __init__(self, peer: PeerLike) -> None:
+        name = peer.name
+        hosts = sorted(peer.hosts, key=lambda h: h.priority)
+        self.by_priority = [Target(name, Addr(h.transport, h.host, h.port)) for h in hosts]
+        self.weighted: list[Target] = []
+        if peer.strategy == "balance":
+            for h, t in zip(hosts, self.by_priority, strict=True):
+                self.weighted.extend([t] * max(h.weight, 0))
+
+    def ordered(self, turn: int) -> list[Target]:
+        if not self.weighted:
+            return list(self.by_priority)
+        first = self.weighted[turn % len(self.weighted)]
+        return [first] + [t for t in self.by_priority if t is not first]
 
 
 class Router:
@@ -91,12 +103,11 @@ class Router:
         self._peers = peers
         self._routes = sorted(routes, key=lambda r: -len(r.prefix))
         self._dids = DidTable((p.name, p.dids) for p in peers.values() if p.role == "pbx")
+        self._targets = {name: _PeerTargets(peer) for name, peer in peers.items()}
 
     def targets(self, peer_name: str, turn: int = 0) -> list[Target]:
-        peer = self._peers[peer_name]
-        return [
-            Target(peer.name, Addr(h.transport, h.host, h.port)) for h in _order_hosts(peer, turn)
-        ]
+        """The peer's hosts in the order its strategy gives for this turn."""
+        return self._targets[peer_name].ordered(turn)
 
     def route(self, request: Request, source: PeerLike, turn: int = 0) -> Decision:
         number = called_number(request)

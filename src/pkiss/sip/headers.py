@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from .errors import ParseError
 from .uri import URI, SipURI, format_host, parse_host, parse_uri
@@ -61,7 +62,7 @@ _WELL_KNOWN = [
     "To", "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate", "RSeq", "RAck",
     "P-Asserted-Identity", "P-Preferred-Identity", "Privacy", "Session-Expires", "Min-SE",
     "Event", "Allow-Events", "Subscription-State", "Refer-To", "Referred-By", "Replaces",
-    "Reason", "Diversion", "History-Info", "Path", "Service-Route", "Identity",
+    "Reason", "Diversion", "History-Info", "Path", "Service-Route", "Identity", "Info-Package",
 ]  # fmt: skip
 _CANONICAL = {n.lower(): n for n in _WELL_KNOWN}
 _CANONICAL.update(COMPACT_FORMS)
@@ -201,7 +202,7 @@ class Via:
         return self.host, self.port
 
 
-def parse_via(value: str) -> Via:
+def _parse_via(value: str) -> Via:
     m = _VIA.match(value)
     if m is None:
         raise ParseError("bad Via")
@@ -266,7 +267,7 @@ class NameAddr:
         return self.uri
 
 
-def parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
+def _parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
     text = value.strip(" \t")
     if allow_star and text == "*":
         return NameAddr(None, star=True)
@@ -324,7 +325,7 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
-def parse_cseq(value: str) -> CSeq:
+def _parse_cseq(value: str) -> CSeq:
     m = _CSEQ.match(value)
     if m is None:
         raise ParseError("bad CSeq")
@@ -334,6 +335,33 @@ def parse_cseq(value: str) -> CSeq:
     if len(digits) > 10 or (seq := int(digits or "0")) > MAX_CSEQ:
         raise ParseError("CSeq number too large")
     return CSeq(seq, m.group(2))
+
+
+# The same values come back message after message (a call's From and To in every request and
+# response, the Via of our requests in their responses, "1 INVITE"...): the parsed values are
+# immutable, so short ones are cached. Long values are parsed each time, so an attacker cannot
+# fill the caches with large strings.
+_CACHED_LENGTH = 256
+_via_cached = lru_cache(maxsize=4096)(_parse_via)
+_name_addr_cached = lru_cache(maxsize=8192)(_parse_name_addr)
+_cseq_cached = lru_cache(maxsize=1024)(_parse_cseq)
+
+
+def parse_via(value: str) -> Via:
+    """One Via value (after comma splitting); raises ``ParseError``."""
+    return _via_cached(value) if len(value) <= _CACHED_LENGTH else _parse_via(value)
+
+
+def parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
+    """A name-addr or addr-spec with header parameters (RFC 3261 §20.10); raises ``ParseError``."""
+    if len(value) <= _CACHED_LENGTH:
+        return _name_addr_cached(value, allow_star)
+    return _parse_name_addr(value, allow_star)
+
+
+def parse_cseq(value: str) -> CSeq:
+    """``CSeq: <number> <method>``; raises ``ParseError``."""
+    return _cseq_cached(value) if len(value) <= 32 else _parse_cseq(value)
 
 
 __all__ += ["format_host", "params_text"]

@@ -103,8 +103,19 @@ class Message:
 
     def values(self, name: str) -> list[str]:
         """Every comma-separated value of a list header, across all its lines."""
+        lines = self._index.get(name.lower())
+        if not lines:
+            return []
+        if len(lines) == 1:
+            line = lines[0]
+            if "," not in line:  # the common case: one value on one line
+                value = line.strip(" \t")
+                if not value:
+                    raise ParseError("empty value in a list")
+                return [value]
+            return split_commas(line)
         out: list[str] = []
-        for line in self._index.get(name.lower(), ()):
+        for line in lines:
             out.extend(split_commas(line))
         return out
 
@@ -115,6 +126,10 @@ class Message:
         return name.lower() in self._index
 
     # --------------------------------------------------------------------- structured headers
+    def seed_via(self, via: list[Via]) -> None:
+        """Cache the parsed Via values of a message we built (their text came from them)."""
+        self._via = via
+
     @property
     def via(self) -> list[Via]:
         if self._via is None:

@@ -50,12 +50,20 @@ class _Connection(asyncio.Protocol):
         try:
             items = self.parser.feed(data)
         except ParseError as exc:
-            log.info("closing tcp %s: %s", self.remote, exc.reason)
-            if self.transport is not None:
-                self.transport.close()
+            self._close(exc)
             return
         for item in items:
             self.owner.sink(item, self.remote)
+        if items:
+            try:  # a framing error after good messages is raised on the next feed
+                self.parser.feed(b"")
+            except ParseError as exc:
+                self._close(exc)
+
+    def _close(self, exc: ParseError) -> None:
+        log.info("closing tcp %s: %s", self.remote, exc.reason)
+        if self.transport is not None:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._unregister(self)

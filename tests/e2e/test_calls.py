@@ -26,7 +26,8 @@ class Net:
     """One SBC with one operator and one PBX, each on its own loopback address and port."""
 
     def __init__(self, make_sipp: Callable[..., Sipp], make_sbc: Callable[..., Pkiss],
-                 pbx_transport: str = "udp") -> None:  # fmt: skip
+                 pbx_transport: str = "udp",
+                 patch: Callable[[dict[str, Any]], None] | None = None) -> None:  # fmt: skip
         self.make_sipp = make_sipp
         self.sbc_port = free_port()
         self.operator_port = free_port(OPERATOR)
@@ -37,6 +38,8 @@ class Net:
             pbx_port=self.pbx_port,
             pbx_transport=pbx_transport,
         )
+        if patch is not None:
+            patch(config)
         self.sbc = make_sbc(config)
 
     def pbx(self, scenario: str, **kw: Any) -> Sipp:
@@ -176,3 +179,30 @@ def test_unknown_source_is_dropped_silently(net: Net) -> None:
     ).start()  # fmt: skip
     assert stranger.wait() != 0  # no answer at all
     assert "message received" not in stranger.messages()
+
+
+def test_numbers_rewritten_inbound_and_outbound(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    def national(config: dict[str, Any]) -> None:
+        operator = config["peers"]["operator"]
+        operator["rewrite"] = {
+            "inbound": [{"match": r"^0(\d{9})$", "replace": r"+33\1"}],
+            "outbound": [{"match": r"^\+33(\d{9})$", "replace": r"0\1"}],
+        }
+        config["peers"]["pbx"]["rewrite"] = {
+            "outbound": [{"match": r"^\+33(\d+)$", "replace": r"0033\1"}]
+        }
+
+    net = Net(sipp_factory, sbc_factory, patch=national)
+    pbx = net.pbx("uas_basic", calls=1)
+    operator = net.operator("uac_basic", calls=1, service="0123456789", caller="0987654321")
+    _both(operator, pbx, 1)
+    invite = pbx.messages().split("INVITE sip:", 1)[1]
+    assert invite.startswith("0033123456789@"), "the PBX sees the number it expects"
+    assert "<sip:0033987654321@" in invite.split("\n\n")[0], "and the caller in its own format"
+
+    operator_uas = net.operator_uas("uas_basic", calls=1)
+    pbx_uac = net.pbx_uac("uac_basic", calls=1, service="+33612345678", caller="+33123456789")
+    _both(pbx_uac, operator_uas, 1)
+    assert "INVITE sip:0612345678@" in operator_uas.messages()

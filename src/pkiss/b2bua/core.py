@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..routing import Router, Target
+from ..routing import Router, Target, rewrite
 from ..sip.errors import ParseError
 from ..sip.headers import NameAddr, parse_name_addr
 from ..sip.ids import new_call_id, new_tag
@@ -72,12 +72,14 @@ def _has_option(message: Message, name: str, option: str) -> bool:
     return any(v.lower() == option for v in message.values(name))
 
 
-def _identity(value: NameAddr, host: str) -> tuple[str | None, str]:
-    """Display name and user of an identity, re-homed on ``host`` (tel: URIs kept)."""
+def _identity(value: NameAddr, host: str, renumber: Callable[[str], str]) -> tuple[str | None, str]:
+    """Display name and user of an identity, re-homed on ``host``, its number rewritten."""
     uri = value.uri
     if isinstance(uri, TelURI):
-        return value.display, str(uri)
+        return value.display, f"tel:{renumber(uri.number)}"
     user = uri.user if isinstance(uri, SipURI) else None
+    if user:
+        user = renumber(user)
     text = f"sip:{user}@{host}" if user else f"sip:{host}"
     return value.display, text
 
@@ -319,14 +321,19 @@ class B2BUA:
         local = self.local(target.addr)
         frm = a_invite.from_
         assert frm is not None
-        display, from_uri = _identity(
-            frm, local.host if ":" not in local.host else format_host(local.host)
-        )
         peer = self.peers.get(target.peer)
+        source = self.peers.get(call.source_peer)
+        inbound = source.rewrite.inbound if source is not None else ()
+        outbound = peer.rewrite.outbound if peer is not None else ()
+
+        def renumber(number: str) -> str:
+            return rewrite(outbound, rewrite(inbound, number))
+
+        display, from_uri = _identity(frm, format_host(local.host), renumber)
         domain = getattr(peer, "domain", None) or format_host(target.addr.host)
         port = "" if getattr(peer, "domain", None) else f":{target.addr.port}"
         transport = "" if target.addr.transport == "udp" else f";transport={target.addr.transport}"
-        number = call.number or "anonymous"
+        number = rewrite(outbound, call.number) if call.number else "anonymous"
         ruri = f"sip:{number}@{domain}{port}{transport}"
         b = Leg(
             "B",
@@ -347,7 +354,7 @@ class B2BUA:
         headers.extend(copy_allowed(a_invite, REQUEST_HEADERS))
         for pai in a_invite.values("p-asserted-identity"):
             try:
-                pdisplay, puri = _identity(parse_name_addr(pai), local.hostport)
+                pdisplay, puri = _identity(parse_name_addr(pai), local.hostport, renumber)
                 headers.append(("P-Asserted-Identity", _party(pdisplay, puri)))
             except ParseError:  # a bad PAI is not worth failing the call
                 continue

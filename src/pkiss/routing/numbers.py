@@ -8,11 +8,12 @@ longest wins; among ranges the narrowest.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from ..sip.message import Request
 from ..sip.uri import SipURI, TelURI, unescape
 
-__all__ = ["DidTable", "called_number", "parse_did"]
+__all__ = ["DidTable", "RuleLike", "called_number", "parse_did", "rewrite"]
 
 
 def parse_did(entry: str) -> tuple[str, str, str]:
@@ -66,6 +67,19 @@ class DidTable:
             if number.startswith(prefix):
                 return ppeer
         return None
+
+
+class RuleLike(Protocol):
+    def apply(self, number: str) -> str | None: ...
+
+
+def rewrite(rules: Iterable[RuleLike], number: str) -> str:
+    """The number after the first rule that matches it (``rewrite.inbound``/``outbound``)."""
+    for rule in rules:
+        result = rule.apply(number)
+        if result is not None:
+            return result
+    return number
 
 
 def called_number(request: Request) -> str:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..sip.message import Request
 from ..sip.transaction import Addr
-from .numbers import DidTable, called_number
+from .numbers import DidTable, RuleLike, called_number, rewrite
 
 __all__ = ["Decision", "Router", "Target"]
 
@@ -42,6 +42,13 @@ class RouteLike(Protocol):
     def reject(self) -> int | None: ...
 
 
+class RewritesLike(Protocol):
+    @property
+    def inbound(self) -> tuple[RuleLike, ...]: ...
+    @property
+    def outbound(self) -> tuple[RuleLike, ...]: ...
+
+
 class PeerLike(Protocol):
     @property
     def name(self) -> str: ...
@@ -55,6 +62,8 @@ class PeerLike(Protocol):
     def dids(self) -> tuple[str, ...]: ...
     @property
     def routes(self) -> tuple[RouteLike, ...] | None: ...
+    @property
+    def rewrite(self) -> RewritesLike: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +119,7 @@ class Router:
         return self._targets[peer_name].ordered(turn)
 
     def route(self, request: Request, source: PeerLike, turn: int = 0) -> Decision:
-        number = called_number(request)
+        number = rewrite(source.rewrite.inbound, called_number(request))
         if source.role == "carrier":
             owner = self._dids.owner(number)
             if owner is None:

@@ -221,14 +221,14 @@ class Sipp:
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
-        if not local_ip.startswith("127."):
+        if not (local_ip.startswith("127.") or local_ip == "::1"):
             raise ValueError(f"e2e traffic stays on 127.0.0.0/8, not {local_ip}")
         self.scenario = self._resolve(scenario)
         self.local_ip = local_ip
         self.local_port = local_port if local_port is not None else free_port(local_ip)
         if isinstance(remote, tuple):
             remote = f"{remote[0]}:{remote[1]}"
-        if remote is not None and not remote.startswith("127."):
+        if remote is not None and not remote.startswith(("127.", "[::1]")):
             raise ValueError(f"e2e traffic stays on 127.0.0.0/8, not {remote}")
         self.remote = remote
         self.transport = transport

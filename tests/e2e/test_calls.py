@@ -4,6 +4,7 @@ peers' calls succeed, and the SBC is back to no call at the end."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -206,3 +207,75 @@ def test_numbers_rewritten_inbound_and_outbound(
     pbx_uac = net.pbx_uac("uac_basic", calls=1, service="+33612345678", caller="+33123456789")
     _both(pbx_uac, operator_uas, 1)
     assert "INVITE sip:0612345678@" in operator_uas.messages()
+
+
+def _exchange(net: Net, data: bytes, wait: float = 1.0) -> bytes:
+    """Send one request from the operator's address; return the SBC's final answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((OPERATOR, net.operator_port))
+        sock.settimeout(wait)
+        sock.sendto(data, ("127.0.0.1", net.sbc_port))
+        while True:
+            answer = sock.recv(65535)
+            if not answer.startswith(b"SIP/2.0 1"):
+                return answer
+
+
+def _request(method: str, net: Net, *, to_tag: str = "", max_forwards: int = 70) -> bytes:
+    tag = f";tag={to_tag}" if to_tag else ""
+    return (
+        f"{method} sip:{CALLED}@127.0.0.1:{net.sbc_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {OPERATOR}:{net.operator_port};branch=z9hG4bK-{method}-1\r\n"
+        f"From: <sip:{CALLER}@{OPERATOR}>;tag=op1\r\nTo: <sip:{CALLED}@127.0.0.1>{tag}\r\n"
+        f"Call-ID: raw-{method}@{OPERATOR}\r\nCSeq: 1 {method}\r\n"
+        f"Contact: <sip:{CALLER}@{OPERATOR}:{net.operator_port}>\r\n"
+        f"Max-Forwards: {max_forwards}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_requests_in_unknown_dialogs_get_481(net: Net) -> None:
+    for method in ("BYE", "INVITE", "INFO", "UPDATE"):
+        answer = _exchange(net, _request(method, net, to_tag="nosuchdialog"))
+        assert answer.startswith(b"SIP/2.0 481 "), answer[:40]
+
+
+def test_max_forwards_is_decremented_and_exhausted_requests_get_483(net: Net) -> None:
+    assert _exchange(net, _request("INVITE", net, max_forwards=0)).startswith(b"SIP/2.0 483 ")
+    pbx = net.pbx("uas_basic", calls=1)
+    operator = net.operator("uac_basic", calls=1)  # sends Max-Forwards: 70
+    _both(operator, pbx, 1)
+    assert "Max-Forwards: 69" in pbx.messages().split("INVITE sip:", 1)[1].split("\n\n")[0]
+
+
+def test_call_arrives_over_ipv6_and_leaves_over_ipv4(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    v6_port = _free_v6_port()
+
+    def ipv6_operator(config: dict[str, Any]) -> None:
+        config["sbc"]["listen"].append(f"udp:[::1]:{config['_v6']}")
+        del config["_v6"]
+        config["peers"]["operator"]["hosts"] = [f"[::1]:{v6_port}"]
+        config["peers"]["operator"]["match"] = {"source": [f"[::1]:{v6_port}"]}
+
+    sbc_v6 = _free_v6_port()
+
+    def patch(config: dict[str, Any]) -> None:
+        config["_v6"] = sbc_v6
+        ipv6_operator(config)
+
+    net = Net(sipp_factory, sbc_factory, patch=patch)
+    pbx = net.pbx("uas_basic", calls=2)
+    operator = net.make_sipp(
+        "uac_basic", local_ip="::1", local_port=v6_port, remote=f"[::1]:{sbc_v6}",
+        service=CALLED, caller=CALLER, calls=2,
+    ).start()  # fmt: skip
+    _both(operator, pbx, 2)
+    assert "Via: SIP/2.0/UDP [::1]" in operator.messages()
+    assert "::1" not in pbx.messages().split("\n\nv=0")[0]
+
+
+def _free_v6_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        return int(s.getsockname()[1])

@@ -37,6 +37,7 @@ PAIRS = [
     ("uas_100rel", "uac_100rel"),
     ("uas_reinvite_recv", "uac_reinvite"),
     ("uas_reinvite_send", "uac_reinvite_recv"),
+    ("uas_basic", "uac_lossy"),
 ]
 CASES = [pytest.param(uas, uac, "u1", id=f"{uac}-udp") for uas, uac in PAIRS] + [
     pytest.param(uas, uac, "t1", id=f"{uac}-tcp") for uas, uac in PAIRS

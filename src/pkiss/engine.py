@@ -18,7 +18,7 @@ from .b2bua import B2BUA, LocalAddress
 from .routing import Router
 from .sip.errors import ParseError
 from .sip.ids import new_tag
-from .sip.message import Message, Request, make_response
+from .sip.message import Message, Request, make_response, stamp_received
 from .sip.parser import parse_datagram
 from .sip.sanity import salvage_response
 from .sip.transaction import Addr, Send
@@ -137,6 +137,8 @@ class Engine:
 
     def dispatch(self, message: Message, source: Addr, peer: Any) -> None:
         assert self._loop is not None
+        if isinstance(message, Request):
+            message = stamp_received(message, source.host, source.port)
         if peer is None:  # unknown_sources: reject
             if isinstance(message, Request) and message.method != "ACK":
                 self.transmit([Send(make_response(message, 403, to_tag=new_tag()), source)])

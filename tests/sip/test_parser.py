@@ -583,3 +583,25 @@ def test_built_request_serialisation_sets_content_length() -> None:
     assert bytes(empty) == b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n"
     resp = Response(404, None, [("CSeq", "1 OPTIONS")])
     assert bytes(resp).startswith(b"SIP/2.0 404 Not Found\r\n")
+
+
+def test_stamp_received_adds_received_and_rport_when_asked() -> None:
+    from pkiss.sip.message import Request, stamp_received
+
+    raw = (
+        b"OPTIONS sip:sbc SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport,"
+        b" SIP/2.0/UDP 10.9.9.9;branch=z9hG4bK0\r\n"
+        b"From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    request = parse_datagram(raw)
+    assert isinstance(request, Request)
+    stamped = stamp_received(request, "192.0.2.7", 40000)
+    top = stamped.via[0]
+    assert (top.received, top.rport, top.branch) == ("192.0.2.7", "40000", "z9hG4bK1")
+    assert [v.host for v in stamped.via] == ["10.0.0.1", "10.9.9.9"]
+    assert stamp_received(request, "10.0.0.1", 5060).via[0].rport == "5060"
+    plain = parse_datagram(raw.replace(b";rport,", b","))
+    assert isinstance(plain, Request)
+    assert stamp_received(plain, "10.0.0.1", 5060) is plain  # nothing to say

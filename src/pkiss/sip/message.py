@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from .errors import ParseError
 from .headers import CSeq, NameAddr, Via, parse_cseq, parse_name_addr, parse_via, split_commas
@@ -386,3 +387,34 @@ def make_response(
 
 
 __all__ += ["make_response"]
+
+
+def stamp_received(request: Request, host: str, port: int) -> Request:
+    """The request with ``received`` (RFC 3261 §18.2.1) and ``rport`` (RFC 3581 §4) set on its
+    top Via when the sender asked for rport or wrote another address than the one it sent from,
+    so that responses, which copy the Via, say where the request really came from."""
+    top = request.top_via
+    if top is None:
+        return request
+    wants_rport = top.rport == ""
+    if not wants_rport and top.host.strip("[]") == host:
+        return request
+    params = tuple(p for p in top.params if p[0].lower() not in ("received", "rport"))
+    params += (("received", host),)
+    if wants_rport:
+        params += (("rport", str(port)),)
+    vias = [str(replace(top, params=params)), *request.values("via")[1:]]
+    headers: list[Header] = []
+    done = False
+    for name, value in request.headers:
+        if name == "Via":
+            if not done:
+                headers.extend(("Via", v) for v in vias)
+                done = True
+            continue
+        headers.append((name, value))
+    stamped = Request(request.method, request.uri_text, headers, request.body)
+    return stamped
+
+
+__all__ += ["stamp_received"]

@@ -4,6 +4,7 @@ callee, the INVITE the SBC builds), with what is in flight between them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..routing import Target
 from ..sip.message import Request
@@ -42,6 +43,9 @@ class Call:
     a_reliable: bool = False
     a_rseq: int = 0
     rseq_map: dict[int, int] = field(default_factory=dict)
+    # reliable provisionals sent to the A-leg and not PRACKed yet (RFC 3262 §3):
+    # A-leg RSeq -> [response, retransmit interval, next retransmission at, give up at]
+    unacked_1xx: dict[int, list[Any]] = field(default_factory=dict)
     late_ack: Leg | None = None  # the leg whose ACK waits for the other side's (SDP answer)
     late_ack_cseq: int = 0
     reinvite_pending: set[str] = field(default_factory=set)

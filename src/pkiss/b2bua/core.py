@@ -38,6 +38,7 @@ from ..sip.transaction import (
     RequestReceived,
     ResponseReceived,
     Send,
+    Timers,
     TransactionLayer,
     TransactionOutput,
     TransactionTimedOut,
@@ -97,8 +98,11 @@ class B2BUA:
         peers: dict[str, Any],
         local: Callable[[Addr], LocalAddress],
         layer: TransactionLayer | None = None,
+        timers: Timers | None = None,
     ) -> None:
-        self.layer = layer if layer is not None else TransactionLayer()
+        timers = timers or Timers()
+        self.layer = layer if layer is not None else TransactionLayer(timers)
+        self.t1 = timers.t1
         self.router = router
         self.peers = peers
         self.local = local
@@ -138,6 +142,8 @@ class B2BUA:
             _, _, kind, call = heapq.heappop(timers)
             if kind == "setup":
                 self._setup_timer(call, now, out)
+            elif kind == "1xx":
+                self._retransmit_1xx(call, now, out)
         return out
 
     def hangup_all(self, now: float) -> list[Send]:
@@ -159,7 +165,9 @@ class B2BUA:
     @staticmethod
     def _stale(entry: tuple[float, int, str, Call]) -> bool:
         deadline, _, kind, call = entry
-        return kind == "setup" and (call.setup_deadline != deadline or call.ended)
+        if kind == "1xx":
+            return call.ended or call.a_final_sent or not call.unacked_1xx
+        return call.setup_deadline != deadline or call.ended
 
     def _run(
         self, outputs: list[TransactionOutput], peer: Any, now: float, out: list[Send]
@@ -499,7 +507,9 @@ class B2BUA:
         out: list[Send],
     ) -> None:  # fmt: skip
         rack = (request.header("rack") or "").split()
-        b_rseq = call.rseq_map.get(int(rack[0])) if rack and rack[0].isdigit() else None
+        a_rseq = int(rack[0]) if rack and rack[0].isdigit() and len(rack[0]) < 11 else -1
+        b_rseq = call.rseq_map.get(a_rseq)
+        call.unacked_1xx.pop(a_rseq, None)
         if b_rseq is None or call.b_invite is None or call.b_invite.cseq is None:
             self._respond(key, request, 481, now, out)
             return
@@ -628,11 +638,37 @@ class B2BUA:
                     "PRACK", headers=[("RAck", f"{b_rseq} {call.b_invite.cseq.seq} INVITE")]
                 )
                 self._send_request(prack, leg.dest, "prack", call, None, now, out)
-        self._respond(
-            call.a_key, call.a_invite, response.status, now, out,
-            reason=reason_phrase(response.status), to_tag=call.a.local_tag,
-            headers=headers, body=response.body,
+        if call.a_key is None:
+            return
+        provisional = make_response(
+            call.a_invite, response.status, reason_phrase(response.status),
+            to_tag=call.a.local_tag, headers=headers, body=response.body,
         )  # fmt: skip
+        if reliable and call.a_reliable:
+            t1 = self.t1
+            call.unacked_1xx[call.a_rseq] = [provisional, t1, now + t1, now + 64 * t1]
+            heapq.heappush(self._timers, (now + t1, next(self._seq), "1xx", call))
+        self._run(self.layer.respond(call.a_key, provisional, now), None, now, out)
+
+    def _retransmit_1xx(self, call: Call, now: float, out: list[Send]) -> None:
+        """RFC 3262 §3: a reliable provisional is sent again, at intervals doubling from T1,
+        until its PRACK comes; after 64*T1 the SBC stops (the final response will follow)."""
+        if call.ended or call.a_final_sent or call.a_key is None:
+            call.unacked_1xx.clear()
+            return
+        for rseq, entry in list(call.unacked_1xx.items()):
+            response, interval, due, give_up = entry
+            if due > now:
+                continue
+            if now >= give_up:
+                del call.unacked_1xx[rseq]
+                continue
+            self._run(self.layer.respond(call.a_key, response, now), None, now, out)
+            entry[1] = interval * 2
+            entry[2] = now + interval * 2
+        if call.unacked_1xx:
+            due = min(e[2] for e in call.unacked_1xx.values())
+            heapq.heappush(self._timers, (due, next(self._seq), "1xx", call))
 
     def _on_relay_response(
         self, relay: Relay, response: Response, now: float, out: list[Send]

@@ -463,12 +463,9 @@ class B2BUA:
         out: list[Send],
     ) -> None:  # fmt: skip
         cseq = request.cseq
-        stale = cseq is not None and leg.remote_cseq is not None and cseq.seq < leg.remote_cseq
-        if stale:  # §12.2.2: a lower CSeq than the last one is out of order
+        if cseq is not None and not leg.accept_remote_cseq(cseq.seq):
             self._respond(key, request, 500, now, out, reason="Out of Order")
             return
-        if cseq is not None:
-            leg.remote_cseq = max(cseq.seq, leg.remote_cseq or 0)
         other = call.other(leg)
         method = request.method
         if method == "BYE":

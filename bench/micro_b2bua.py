@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import sys
 import time
@@ -130,6 +131,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    gc.freeze()  # as `pkiss run` does (pkiss/server.py)
+    gc.set_threshold(50_000, 50, 100)
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()

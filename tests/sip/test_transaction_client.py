@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from pkiss.sip.message import Request, Response, make_response
@@ -15,6 +17,7 @@ from pkiss.sip.transaction import (
     TransactionOutput,
     TransactionTimedOut,
 )
+from pkiss.sip.transaction.client import ClientTransaction, InviteClientTransaction
 
 PBX = Addr("udp", "192.0.2.20", 5060)
 PBX_TCP = Addr("tcp", "192.0.2.20", 5060)
@@ -467,6 +470,63 @@ def test_deferred_cancel_dropped_when_final_comes_first() -> None:
     layer.make_cancel(key)
     out = layer.receive(reply(inv, 486), PBX, 0.3)
     assert methods(sends(out)) == ["ACK"]
+
+
+# ------------------------------------------------------------- what a transaction keeps
+
+
+def client(layer: TransactionLayer, key: str) -> ClientTransaction:
+    return layer._clients[key]
+
+
+def test_non_2xx_final_drops_the_invite_and_keeps_the_ack() -> None:
+    layer = TransactionLayer()
+    inv = request()
+    key, _ = layer.request(inv, PBX, 0.0)
+    txn = client(layer, key)
+    assert isinstance(txn, InviteClientTransaction)
+    layer.receive(reply(inv, 180), PBX, 0.1)
+    assert txn.request is inv  # a CANCEL may still be built from it
+    r486 = reply(inv, 486)
+    [send] = sends(layer.receive(r486, PBX, 0.2))
+    assert txn.request is None and txn.ack is send.message
+    assert inv not in gc.get_referents(txn)
+    # Retransmissions of the final get the same ACK, built before the INVITE was dropped.
+    assert layer.receive(r486, PBX, 10.0) == [Send(send.message, PBX)]
+    assert layer.make_cancel(key) is None
+    assert run_timers(layer) == [(pytest.approx(32.2), [])]
+    assert txn.ack is None  # an ended transaction keeps nothing
+
+
+def test_2xx_drops_the_invite_and_the_tu_ack_is_not_kept_twice() -> None:
+    layer = TransactionLayer()
+    inv = request()
+    key, _ = layer.request(inv, PBX, 0.0)
+    txn = client(layer, key)
+    assert isinstance(txn, InviteClientTransaction)
+    r200 = reply(inv, 200)
+    layer.receive(r200, PBX, 0.1)
+    assert txn.request is None and txn.ack is None
+    ack = request(ACK_2XX)
+    layer.ack(ack, PBX, 0.2)
+    assert layer.receive(r200, PBX, 0.6) == [Send(ack, PBX)]
+    assert txn.tu_ack is None  # only the layer's table of sent ACKs holds it
+    assert layer.make_cancel(key) is None
+    assert run_timers(layer) == [(pytest.approx(32.1), []), (pytest.approx(32.2), [])]
+    assert not layer._acks
+
+
+def test_non_invite_final_drops_the_request() -> None:
+    layer = TransactionLayer()
+    opt = request(OPTIONS)
+    key, _ = layer.request(opt, PBX, 0.0)
+    txn = client(layer, key)
+    layer.receive(reply(opt, 100), PBX, 0.1)
+    assert txn.request is opt  # Proceeding: timer E still re-sends it
+    assert layer.handle_timer(4.1) == [Send(opt, PBX)]
+    layer.receive(reply(opt, 200), PBX, 4.2)
+    assert txn.request is None
+    assert layer.next_deadline() == pytest.approx(9.2)  # timer K
 
 
 # --------------------------------------------------------------------------- edge cases

@@ -4,7 +4,7 @@ of deadlines, and random sequences of messages and time (Hypothesis)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,12 +28,17 @@ from pkiss.sip.transaction.client import (
     InviteClientTransaction,
     NonInviteClientTransaction,
 )
+from pkiss.sip.transaction.layer import _ADDR_CACHE
 from pkiss.sip.transaction.server import (
     InviteServerTransaction,
     NonInviteServerTransaction,
     ServerTransaction,
 )
 from pkiss.sip.transaction.tables import (
+    _INPUT_TIMER,
+    _RETRANSMIT_TIMERS,
+    _TIMER_OPS,
+    ANSWERED,
     INVITE_CLIENT,
     INVITE_SERVER,
     MACHINES,
@@ -41,12 +46,16 @@ from pkiss.sip.transaction.tables import (
     NON_INVITE_SERVER,
     TIMER_INPUT,
     TIMERS,
+    Action,
     Config,
     Input,
     Machine,
     State,
+    Timer,
     Transaction,
+    check_timer_slots,
     render_markdown,
+    running_timers,
     timer_durations,
 )
 
@@ -238,7 +247,7 @@ def test_walk_every_state_input_pair(cls: type[Transaction], reliable: bool) -> 
         for inp in Input:
             txn = _fresh(cls, cfg)
             txn.state = state
-            txn.timers.clear()
+            txn.stop_timers()
             txn.interval = 0.5
             if isinstance(txn, InviteClientTransaction) and inp is Input.R2XX_ACKED:
                 txn.tu_ack = (outbound("ACK", "z9hG4bKack", 1, "callee"), PBX)
@@ -275,6 +284,191 @@ def test_doc_lists_every_row() -> None:
             assert f"| {state} | {inp} | {acts} | {next_state} |" in text
 
 
+# ---------------------------------------------------------------- timers and what is kept
+
+
+@pytest.mark.parametrize("machine", MACHINES, ids=lambda m: m.name)
+def test_two_timer_slots_are_enough(machine: Machine) -> None:
+    """A transaction holds one retransmission timer and one other: the tables never need
+    more at once (checked again when the classes compile their tables)."""
+    check_timer_slots(machine)
+    if machine is not NON_INVITE_SERVER:
+        assert any(len(timers) == 2 for _, timers in running_timers(machine))
+
+
+def test_a_table_needing_a_third_timer_is_refused() -> None:
+    bad = Machine(
+        "bad",
+        "",
+        ((Action.START_B, Action.START_D), State.CALLING),
+        {(State.CALLING, Input.TIMER_B): ((), State.TERMINATED)},
+    )
+    with pytest.raises(ValueError, match="run at once"):
+        check_timer_slots(bad)
+
+
+def _configs(machine: Machine) -> dict[tuple[State, frozenset[Timer]], list[tuple[Any, ...]]]:
+    """Every (state, running timers) and its rows: (input, actions, next configuration). A
+    retransmission timer may be left unarmed (reliable transports)."""
+
+    def run(timers: frozenset[Timer], actions: tuple[Action, ...]) -> list[frozenset[Timer]]:
+        outs = [set(timers)]
+        for action in actions:
+            op = _TIMER_OPS.get(action)
+            if op is None:
+                continue
+            kind, timer, _ = op
+            if kind == "stop":
+                for t in outs:
+                    t.discard(timer)
+            elif kind == "start" and timer in _RETRANSMIT_TIMERS:
+                outs += [set(t) for t in outs]
+                for t in outs[: len(outs) // 2]:
+                    t.add(timer)
+            else:
+                for t in outs:
+                    t.add(timer)
+        return [frozenset(t) for t in outs]
+
+    graph: dict[tuple[State, frozenset[Timer]], list[tuple[Any, ...]]] = {}
+    todo = [(machine.start[1], t) for t in run(frozenset(), machine.start[0])]
+    while todo:
+        config = todo.pop()
+        if config in graph:
+            continue
+        state, timers = config
+        graph[config] = []
+        for (row_state, inp), (actions, nxt) in machine.table.items():
+            if row_state is not state:
+                continue
+            timer = _INPUT_TIMER.get(inp)
+            if timer is not None and timer not in timers:
+                continue
+            before = timers - {timer} if timer is not None else timers
+            for after in run(before, actions):
+                target = (nxt, frozenset() if nxt is State.TERMINATED else after)
+                graph[config].append((inp, actions, target))
+                todo.append(target)
+    return graph
+
+
+def _may_still_use(
+    machine: Machine, uses: set[Action], renews: set[Action]
+) -> set[tuple[State, frozenset[Timer]]]:
+    """The configurations from which a row doing one of ``uses`` can be reached before a row
+    doing one of ``renews`` (which replaces what is used)."""
+    graph = _configs(machine)
+    found: set[tuple[State, frozenset[Timer]]] = set()
+    changed = True
+    while changed:
+        changed = False
+        for config, rows in graph.items():
+            if config in found:
+                continue
+            for _, actions, target in rows:
+                first = next((a for a in actions if a in uses | renews), None)
+                if (first is not None and first in uses) or (first is None and target in found):
+                    found.add(config)
+                    changed = True
+                    break
+    return found
+
+
+@pytest.mark.parametrize("cls", [InviteServerTransaction, NonInviteServerTransaction])
+def test_a_server_forgets_its_response_only_when_nothing_can_resend_it(
+    cls: type[ServerTransaction],
+) -> None:
+    """Walk every configuration: where the compiled rows drop the last response, no row
+    can re-send it any more before a new response replaces it."""
+    machine = cls.machine
+    needed = _may_still_use(
+        machine, {Action.RESEND_RESPONSE}, {Action.SEND_RESPONSE, Action.SEND_TRYING}
+    )
+    cfg = Config(timer_durations(Timers(), False), 4.0, False, True)
+    checked = 0
+    for (state, timers), rows in _configs(machine).items():
+        for inp, _, (nxt, after) in rows:
+            if (nxt, after) not in needed:
+                continue
+            # The steps the row ends with, on a transaction holding the timers that run
+            # after the row: the last response must survive.
+            txn = cls("k", inbound("INVITE", "z9hG4bKw", 1), CARRIER, cfg)
+            txn.last = make_response(inbound("INVITE", "z9hG4bKw", 1), 180)
+            for timer in after:
+                slot = "retx" if timer in _RETRANSMIT_TIMERS else "wait"
+                setattr(txn, slot, timer)
+                setattr(txn, f"{slot}_at", 9.0)
+            for fn in cls._cleanup(state, machine.table[(state, inp)][0], nxt):
+                fn(txn, None, None, 1.0, [])
+            assert txn.last is not None, (state, sorted(timers), inp, nxt, sorted(after))
+            checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("machine", MACHINES, ids=lambda m: m.name)
+def test_no_row_after_the_final_response_needs_the_request(machine: Machine) -> None:
+    """Transactions forget their request on reaching ``ANSWERED``: no row there re-sends it
+    or derives from it, and an INVITE client builds its ACK before entering Completed."""
+    needs_request = {
+        Action.SEND_REQUEST,
+        Action.RESEND_REQUEST,
+        Action.SEND_TRYING,
+        Action.SEND_CANCEL_IF_ASKED,
+    }
+    for (state, _), (actions, nxt) in machine.table.items():
+        if state in ANSWERED:
+            assert not needs_request & set(actions), (state, actions)
+        elif nxt in ANSWERED and any(
+            Action.SEND_ACK in acts for (s, _), (acts, _) in machine.table.items() if s is nxt
+        ):
+            assert Action.SEND_ACK in actions, (state, nxt)
+
+
+def test_timers_due_together_fire_in_the_order_they_were_started() -> None:
+    """T2 = T1: timer E is restarted every 0.5 s and meets timer F at 32 s. F was started
+    first (E is restarted, a new start, each time it fires): the transaction times out
+    without a last retransmission."""
+    layer = TransactionLayer(Timers(t1=0.5, t2=0.5))
+    opt = outbound("OPTIONS", "z9hG4bKtie", 1)
+    key, _ = layer.request(opt, PBX, 0.0)
+    fired = []
+    while (at := layer.next_deadline()) is not None:
+        fired.append((at, layer.handle_timer(at)))
+    assert fired[-2] == (31.5, [Send(opt, PBX)])
+    assert fired[-1] == (32.0, [TransactionTimedOut(key)])
+    # Started together, E (first in the start row) fires first.
+    layer = TransactionLayer(Timers(t1=0.5, t2=0.5))
+    key, _ = layer.request(outbound("OPTIONS", "z9hG4bKlate", 2), PBX, 0.0)
+    assert [type(o) for o in layer.handle_timer(40.0)] == [Send, TransactionTimedOut]
+
+
+def test_remembered_acks_are_forgotten_after_64t1() -> None:
+    layer = TransactionLayer()
+    for n in range(3000):
+        # The same dialog acknowledged again and again (re-INVITEs): one record per dialog.
+        ack = outbound("ACK", f"z9hG4bKa{n}", n % 3, "callee")
+        layer.ack(ack, PBX, n * 0.001)
+    assert len(layer._acks) == 3
+    assert len(layer._heap) <= 2 * len(layer._acks) + 256
+    assert layer.next_deadline() == pytest.approx(2.997 + 32.0)
+    drain(layer)
+    assert not layer._acks and not layer._heap
+
+
+def test_server_transactions_share_their_source_address() -> None:
+    """The transports make an Addr per datagram; lingering transactions share one."""
+    layer = TransactionLayer()
+    for n in range(3):
+        source = Addr("udp", "".join(["198.51.100.", "7"]), int("5060"))
+        [received] = layer.receive(inbound("OPTIONS", f"z9hG4bKs{n}", n), source, 0.0)
+        assert received.source == CARRIER
+    first, *others = (t.source for t in layer._servers.values())
+    assert all(o is first for o in others)
+    for n in range(_ADDR_CACHE + 10):
+        layer.receive(inbound("OPTIONS", f"z9hG4bKt{n}", n), Addr("udp", "192.0.2.9", n), 0.0)
+    assert len(layer._addrs) <= _ADDR_CACHE
+
+
 # ------------------------------------------------------------------------------ memory
 
 
@@ -304,6 +498,8 @@ def test_memory_returns_to_zero_after_many_calls() -> None:
         layer.receive(reply(opt, 200), PBX, now)
         layer.handle_timer(now)
     assert len(layer) == 300 * 4
+    # What lingers keeps no request: only what it may still send.
+    assert all(t.request is None for t in (*layer._servers.values(), *layer._clients.values()))
     out = drain(layer)
     assert not [o for o in out if not isinstance(o, Send)]  # nothing for the TU
     assert len(layer) == 0
@@ -395,6 +591,7 @@ def test_random_sequences_never_raise_and_memory_returns_to_zero(
     layer = TransactionLayer(send_trying=send_trying)
     now = 0.0
     server_keys: list[str] = []
+    server_requests: dict[str, Request] = {}  # the TU answers from the request it was given
     client_requests: list[tuple[str, Request, Addr]] = []
     fresh = 0
 
@@ -405,6 +602,7 @@ def test_random_sequences_never_raise_and_memory_returns_to_zero(
             )
             if isinstance(o, RequestReceived) and o.key is not None:
                 server_keys.append(o.key)
+                server_requests[o.key] = o.request
 
     for kind, advance, i, choice in steps:
         now += advance
@@ -431,11 +629,9 @@ def test_random_sequences_never_raise_and_memory_returns_to_zero(
             collect(layer.receive(ack, src, now))
         elif kind == "tu_respond" and server_keys:
             key = recent(server_keys, i)
-            txn = layer._servers.get(key)
-            if txn is not None:
-                status = TU_STATUSES[choice]
-                resp = make_response(txn.request, status, to_tag="sbc")
-                collect(layer.respond(key, resp, now))
+            status = TU_STATUSES[choice]
+            resp = make_response(server_requests[key], status, to_tag="sbc")
+            collect(layer.respond(key, resp, now))
         elif kind in ("tu_invite", "tu_options"):
             method = "INVITE" if kind == "tu_invite" else "OPTIONS"
             dest = PBX if choice < 5 else PBX_TCP
@@ -468,9 +664,8 @@ def test_random_sequences_never_raise_and_memory_returns_to_zero(
 
     # A well-behaved TU answers every request and cancels every INVITE it still waits for.
     for key in server_keys:
-        txn = layer._servers.get(key)
-        if txn is not None:
-            collect(layer.respond(key, make_response(txn.request, 486, to_tag="sbc"), now))
+        if key in layer._servers:
+            collect(layer.respond(key, make_response(server_requests[key], 486, to_tag="sbc"), now))
     for key, _req, dest in client_requests:
         made = layer.make_cancel(key)
         if made is not None:

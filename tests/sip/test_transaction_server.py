@@ -3,6 +3,8 @@ explicit time."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from pkiss.sip.message import Request, Response, make_response
@@ -15,6 +17,7 @@ from pkiss.sip.transaction import (
     TransactionLayer,
     TransactionOutput,
 )
+from pkiss.sip.transaction.server import InviteServerTransaction, ServerTransaction
 
 # The carrier sends from 5070 although its Via says 5060: responses go to the source (RFC 3581).
 CARRIER = Addr("udp", "198.51.100.7", 5070)
@@ -456,3 +459,127 @@ def test_request_without_via_or_cseq_is_dropped() -> None:
     no_cseq = parse(OPTIONS.replace(b"CSeq: 9 OPTIONS\r\n", b""))
     assert layer.receive(no_cseq, CARRIER, 0.0) == []
     assert len(layer) == 0
+
+
+# ------------------------------------------------------------- what a transaction keeps
+
+
+def server(layer: TransactionLayer, key: str) -> ServerTransaction:
+    return layer._servers[key]
+
+
+def test_lingering_non_invite_server_keeps_only_its_final_response() -> None:
+    """After the final response the request is dropped; a retransmitted request still gets
+    the final response again (the same object) for 64*T1."""
+    layer = TransactionLayer()
+    opt = parse(OPTIONS)
+    [received] = layer.receive(opt, CARRIER, 0.0)
+    assert isinstance(received, RequestReceived) and received.key is not None
+    key = received.key
+    txn = server(layer, key)
+    assert txn.request is opt  # until the answer
+    ok = answer(opt, 200)
+    layer.respond(key, ok, 0.1)
+    assert txn.request is None and txn.last is ok
+    assert opt not in gc.get_referents(txn)
+    del opt, received
+    for at in (1.0, 20.0, 32.0):
+        assert layer.receive(parse(OPTIONS), CARRIER, at) == [Send(ok, CARRIER)]
+    assert run_timers(layer) == [(pytest.approx(32.1), [])]
+    assert len(layer) == 0
+    assert txn.last is None and txn.request is None  # an ended transaction keeps nothing
+
+
+def test_invite_server_keeps_its_2xx_only_until_the_ack() -> None:
+    layer = TransactionLayer()
+    inv, key = new_invite(layer)
+    txn = server(layer, key)
+    assert isinstance(txn, InviteServerTransaction)
+    ok = answer(inv, 200)
+    layer.respond(key, ok, 0.0)
+    assert txn.request is None and txn.last is ok
+    assert txn.ack_key == ("carrier-call-1", 101)
+    assert layer._awaiting_ack == {("carrier-call-1", 101): txn}
+    assert layer.handle_timer(0.5) == [Send(ok, CARRIER)]  # the 2xx, request gone
+    assert layer.receive(parse(INVITE), CARRIER, 0.6) == []  # absorbed (RFC 6026 §8.7)
+    ack = parse(ACK_2XX)
+    assert layer.receive(ack, CARRIER, 0.7) == [RequestReceived(ack, CARRIER, None)]
+    assert txn.last is None  # nothing re-sends the 2xx after its ACK
+    assert layer.receive(ack, CARRIER, 0.8) == [RequestReceived(ack, CARRIER, None)]
+    assert run_timers(layer) == [(32.0, [])]
+    assert not layer._awaiting_ack and not layer._heap
+
+
+def test_ack_timed_out_names_the_call_once_the_request_is_gone() -> None:
+    layer = TransactionLayer()
+    inv, key = new_invite(layer)
+    txn = server(layer, key)
+    ok = answer(inv, 200)
+    layer.respond(key, ok, 0.0)
+    assert txn.request is None and txn.last is ok  # kept for the retransmissions
+    fired = run_timers(layer)
+    assert all(out == [Send(ok, CARRIER)] for _, out in fired[:-1])
+    assert fired[-1][1] == [AckTimedOut(key, "carrier-call-1")]
+    assert not layer._awaiting_ack
+
+
+def test_invite_server_keeps_a_non_2xx_until_the_ack() -> None:
+    layer = TransactionLayer()
+    inv, key = new_invite(layer)
+    txn = server(layer, key)
+    busy = answer(inv, 486)
+    layer.respond(key, busy, 0.0)
+    assert txn.request is None and txn.last is busy
+    assert layer.handle_timer(0.5) == [Send(busy, CARRIER)]  # timer G
+    assert layer.receive(parse(INVITE), CARRIER, 0.6) == [Send(busy, CARRIER)]
+    assert layer.receive(parse(ACK_NON_2XX), CARRIER, 0.7) == []  # Confirmed
+    assert txn.last is None  # Confirmed re-sends nothing
+    assert layer.receive(parse(INVITE), CARRIER, 0.8) == []
+    assert run_timers(layer) == [(pytest.approx(5.7), [])]  # timer I
+
+
+def test_2xx_over_tcp_is_not_kept() -> None:
+    """On a reliable transport nothing re-sends the 2xx: it is not kept at all."""
+    layer = TransactionLayer()
+    inv, key = new_invite(layer, CARRIER_TCP)
+    txn = server(layer, key)
+    layer.respond(key, answer(inv, 200), 0.0)
+    assert txn.request is None and txn.last is None
+    assert layer.receive(parse(INVITE), CARRIER_TCP, 0.1) == []
+    assert run_timers(layer) == [(32.0, [AckTimedOut(key, "carrier-call-1")])]
+
+
+def test_provisional_is_kept_while_proceeding() -> None:
+    layer = TransactionLayer()
+    inv, key = new_invite(layer)
+    txn = server(layer, key)
+    ringing = answer(inv, 180)
+    layer.respond(key, ringing, 0.0)
+    assert txn.request is inv and txn.last is ringing
+    assert layer.receive(parse(INVITE), CARRIER, 0.1) == [Send(ringing, CARRIER)]
+
+
+def test_rfc2543_transaction_keeps_what_matching_needs() -> None:
+    """Matching without a magic cookie compares To tags: the request's (retransmissions) and
+    the response's (ACK); such a transaction keeps both until it ends."""
+    layer = TransactionLayer()
+    old = Addr("udp", "198.51.100.9", 5060)
+    inv = parse(INVITE_2543)
+    received = layer.receive(inv, old, 0.0)[-1]
+    assert isinstance(received, RequestReceived) and received.key is not None
+    key = received.key
+    txn = server(layer, key)
+    assert txn.legacy
+    busy = answer(inv, 486, "sbc-9")
+    layer.respond(key, busy, 1.0)
+    ack = parse(
+        INVITE_2543.replace(b"INVITE sip", b"ACK sip")
+        .replace(b"1 INVITE", b"1 ACK")
+        .replace(b"203.0.113.1>\r\n", b"203.0.113.1>;tag=sbc-9\r\n")
+    )
+    assert layer.receive(ack, old, 1.2) == []  # Confirmed
+    assert txn.request is inv and txn.last is busy
+    assert layer.receive(ack, old, 1.3) == []  # still matched: absorbed, not for the TU
+    assert layer.receive(parse(INVITE_2543), old, 1.4) == []
+    run_timers(layer)
+    assert txn.request is None and txn.last is None

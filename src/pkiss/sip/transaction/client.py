@@ -5,22 +5,46 @@ from __future__ import annotations
 
 from ..message import Header, Request, Response
 from .events import Addr, ResponseReceived, Send, TransactionOutput, TransactionTimedOut
-from .tables import INVITE_CLIENT, NON_INVITE_CLIENT, Action, Config, Input, Transaction
+from .tables import (
+    ANSWERED,
+    INVITE_CLIENT,
+    NON_INVITE_CLIENT,
+    Action,
+    ActionFn,
+    Config,
+    Input,
+    State,
+    Transaction,
+)
 
 __all__ = ["ClientTransaction", "InviteClientTransaction", "NonInviteClientTransaction"]
+
+# Enum members are slow to look up on their class: the hot path uses these.
+_R1XX, _R2XX, _R2XX_ACKED, _RFINAL = Input.R1XX, Input.R2XX, Input.R2XX_ACKED, Input.RFINAL
+_TERMINATED = State.TERMINATED
 
 
 class ClientTransaction(Transaction):
     """Common part: the request, where it goes, and whether the TU hears of it (``silent``
-    is set for a CANCEL the layer sent on its own, §9.1)."""
+    is set for a CANCEL the layer sent on its own, §9.1). The request is forgotten once a
+    final response came (``ANSWERED``): nothing re-sends it or derives from it after that
+    (the ACK for a non-2xx is built on entering Completed)."""
 
     __slots__ = ("dest", "request", "silent")
 
     def __init__(self, key: str, request: Request, dest: Addr, cfg: Config) -> None:
         super().__init__(key, cfg)
-        self.request = request
+        self.request: Request | None = request
         self.dest = dest
         self.silent = False
+
+    @classmethod
+    def _cleanup(
+        cls, state: State | None, actions: tuple[Action, ...], next_state: State
+    ) -> tuple[ActionFn, ...]:
+        if next_state in ANSWERED and state not in ANSWERED:
+            return (_forget_request,)
+        return ()
 
     def start(self, now: float) -> list[TransactionOutput]:
         return self._begin(None, None, now)
@@ -29,14 +53,21 @@ class ClientTransaction(Transaction):
         self, response: Response, source: Addr, now: float
     ) -> list[TransactionOutput]:
         status = response.status
-        inp = Input.R1XX if status < 200 else Input.R2XX if status < 300 else Input.RFINAL
+        inp = _R1XX if status < 200 else _R2XX if status < 300 else _RFINAL
         return self.feed(inp, response, source, now)
+
+
+def _forget_request(
+    txn: ClientTransaction, msg: object, src: object, now: float, out: object
+) -> None:
+    txn.request = None
 
 
 def _send_request(
     txn: ClientTransaction, msg: object, src: object, now: float, out: list[TransactionOutput]
 ) -> None:
-    out.append(Send(txn.request, txn.dest))
+    if txn.request is not None:  # always, before the final response
+        out.append(Send(txn.request, txn.dest))
 
 
 def _to_tu(
@@ -106,9 +137,11 @@ def build_cancel(invite: Request) -> Request:
 
 class InviteClientTransaction(ClientTransaction):
     """``tu_ack`` is the ACK (and its destination) the TU sent for a 2xx of this INVITE, set by
-    the layer before a 2xx is fed. ``cancel_wanted``: the TU asked to cancel before any
+    the layer for the time a 2xx is fed. ``cancel_wanted``: the TU asked to cancel before any
     provisional response; ``pending_cancel``: the CANCEL built when the first provisional came,
-    for the layer to send; ``cancel_sent``: a CANCEL for this INVITE went out."""
+    for the layer to send; ``cancel_sent``: a CANCEL for this INVITE went out. ``ack``: the
+    ACK built for a non-2xx final response, re-sent for each retransmission of it (the only
+    message an INVITE client transaction keeps after its final response)."""
 
     __slots__ = ("ack", "cancel_sent", "cancel_wanted", "pending_cancel", "tu_ack")
     machine = INVITE_CLIENT
@@ -126,20 +159,35 @@ class InviteClientTransaction(ClientTransaction):
     ) -> list[TransactionOutput]:
         status = response.status
         if status < 200:
-            inp = Input.R1XX
+            inp = _R1XX
         elif status < 300:
-            inp = Input.R2XX if self.tu_ack is None else Input.R2XX_ACKED
+            inp = _R2XX if self.tu_ack is None else _R2XX_ACKED
         else:
-            inp = Input.RFINAL
+            inp = _RFINAL
         return self.feed(inp, response, source, now)
 
-    def build_cancel(self) -> Request:
-        return build_cancel(self.request)
+    @classmethod
+    def _cleanup(
+        cls, state: State | None, actions: tuple[Action, ...], next_state: State
+    ) -> tuple[ActionFn, ...]:
+        if next_state is _TERMINATED:
+            return (_forget_all,)
+        return super()._cleanup(state, actions, next_state)
+
+    def build_cancel(self) -> Request | None:
+        """The CANCEL for this INVITE; None once it is answered (the request is gone)."""
+        return None if self.request is None else build_cancel(self.request)
 
     def remember_cancel(self) -> None:
         """The TU wants to cancel (``TU cancels``): an input that neither sends nor needs the
         time, so it is applied without running due timers."""
         self._apply(Input.TU_CANCEL, None, None, 0.0, [])
+
+
+def _forget_all(
+    txn: InviteClientTransaction, msg: object, src: object, now: float, out: object
+) -> None:
+    txn.request = txn.ack = txn.tu_ack = txn.pending_cancel = None
 
 
 def _send_ack(
@@ -149,10 +197,12 @@ def _send_ack(
     now: float,
     out: list[TransactionOutput],
 ) -> None:
-    # Built once, from the first final response; retransmitted finals get the same ACK.
-    if txn.ack is None:
+    # Built once, from the first final response (before the request is forgotten on entering
+    # Completed); retransmitted finals get the same ACK.
+    if txn.ack is None and txn.request is not None:
         txn.ack = build_ack(txn.request, msg)
-    out.append(Send(txn.ack, txn.dest))
+    if txn.ack is not None:
+        out.append(Send(txn.ack, txn.dest))
 
 
 def _resend_tu_ack(

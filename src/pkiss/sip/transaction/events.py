@@ -1,4 +1,7 @@
-"""What the transaction layer takes and gives: addresses and output events (plain data)."""
+"""What the transaction layer takes and gives: addresses and output events (plain data).
+
+The events are frozen dataclasses with a hand-written ``__init__``: the generated one of a
+frozen dataclass costs twice as much, and the layer makes one or two events per message."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..message import Message, Request, Response
+
+_set = object.__setattr__  # how a frozen dataclass sets its fields
 
 __all__ = [
     "Addr",
@@ -37,6 +42,10 @@ class Send:
     message: Message
     dest: Addr
 
+    def __init__(self, message: Message, dest: Addr) -> None:
+        _set(self, "message", message)
+        _set(self, "dest", dest)
+
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
@@ -47,6 +56,11 @@ class RequestReceived:
     source: Addr
     key: str | None
 
+    def __init__(self, request: Request, source: Addr, key: str | None) -> None:
+        _set(self, "request", request)
+        _set(self, "source", source)
+        _set(self, "key", key)
+
 
 @dataclass(frozen=True, slots=True)
 class ResponseReceived:
@@ -56,6 +70,11 @@ class ResponseReceived:
     response: Response
     source: Addr
     key: str | None
+
+    def __init__(self, response: Response, source: Addr, key: str | None) -> None:
+        _set(self, "response", response)
+        _set(self, "source", source)
+        _set(self, "key", key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,16 @@ What the layer does on its own
       so such retransmissions never reach the TU;
     * holds a CANCEL until the first provisional response (§9.1, see ``make_cancel``).
 
+What it keeps (memory)
+    A call leaves several transactions lingering for up to 64*T1 after it ended, as the RFCs
+    require; each keeps only what it may still have to send (see the transaction classes):
+    a server transaction its last response while a row may re-send it, an INVITE client
+    transaction the ACK it built for a non-2xx; requests are forgotten at the final
+    response. Side tables empty themselves: a remembered ACK leaves ``_acks`` after 64*T1,
+    an INVITE server transaction leaves ``_awaiting_ack`` when it ends, the shared source
+    addresses start over past a bound, and the heap of deadlines is compacted when stale
+    entries outnumber the live ones.
+
 The TU's side of the contract
     A server transaction in Trying or Proceeding lives until the TU answers it: the TU must
     answer every request it is given (a key from ``RequestReceived``). An INVITE client
@@ -49,6 +59,12 @@ __all__ = ["TransactionLayer"]
 
 _AckKey = tuple[str, int, str]
 
+# Enum members are slow to look up on their class: the hot path uses these.
+_ACCEPTED, _PROCEEDING, _CALLING = State.ACCEPTED, State.PROCEEDING, State.CALLING
+
+_ADDR_CACHE = 4096
+"""Distinct source addresses shared between transactions (then the cache starts over)."""
+
 
 class _SentAck:
     """An ACK the TU sent for a 2xx (§13.2.2.4), kept for 64*T1 to answer retransmissions."""
@@ -66,10 +82,9 @@ class _SentAck:
     def next_deadline(self) -> float | None:
         return None if self.done else self.expires
 
-    def handle_timer(self, now: float) -> list[TransactionOutput]:
+    def fire(self, now: float, out: list[TransactionOutput]) -> None:
         if now >= self.expires:
             self.done = True
-        return []
 
 
 _Timed = Transaction | _SentAck
@@ -81,10 +96,18 @@ def _ack_key(msg: Message, seq: int) -> _AckKey:
     return (msg.call_id or "", seq, tag or "")
 
 
+def _branch(via: Via) -> str | None:
+    """``via.branch``, sooner: the parameter is nearly always spelled ``branch``."""
+    for name, value in via.params:
+        if name == "branch" or name.lower() == "branch":
+            return "" if value is None else value
+    return None
+
+
 def _server_key(msg: Request, via: Via, seq: int, method: str) -> tuple[str, bool]:
     """The key of the server transaction ``msg`` belongs to (for ``method``: INVITE for an ACK
     or when looking for the INVITE a CANCEL cancels), and whether it is an RFC 3261 key."""
-    branch = via.branch
+    branch = _branch(via)
     if branch is not None and branch.startswith(MAGIC_COOKIE):
         port = via.port
         return f"{branch}|{via.host.lower()}:{'' if port is None else port}|{method}", True
@@ -100,11 +123,12 @@ class TransactionLayer:
     __slots__ = (
         "_ack_lifetime",
         "_acks",
+        "_addrs",
         "_awaiting_ack",
         "_clients",
         "_counter",
         "_heap",
-        "_now",
+        "_heap_limit",
         "_reliable",
         "_servers",
         "_udp",
@@ -123,21 +147,35 @@ class TransactionLayer:
         # a 2xx (a new transaction, §17.1.1.3) stops the 2xx retransmission.
         self._awaiting_ack: dict[tuple[str, int], InviteServerTransaction] = {}
         self._heap: list[tuple[float, int, _Timed]] = []
+        self._heap_limit = 256
         self._counter: Iterator[int] = itertools.count()
-        self._now = 0.0
+        # The transports make an Addr per datagram: a lingering server transaction shares
+        # one per peer instead of keeping its own.
+        self._addrs: dict[Addr, Addr] = {}
 
     def __len__(self) -> int:
         """Live transactions (client and server)."""
         return len(self._clients) + len(self._servers)
 
     def _config(self, addr: Addr) -> Config:
-        return self._udp if addr.transport.lower() == "udp" else self._reliable
+        transport = addr.transport
+        if transport == "udp" or transport.lower() == "udp":
+            return self._udp
+        return self._reliable
+
+    def _shared(self, addr: Addr) -> Addr:
+        addrs = self._addrs
+        found = addrs.get(addr)
+        if found is None:
+            if len(addrs) >= _ADDR_CACHE:
+                addrs.clear()
+            addrs[addr] = found = addr
+        return found
 
     # ------------------------------------------------------------------------ from the network
 
     def receive(self, msg: Message, source: Addr, now: float) -> list[TransactionOutput]:
         """A parsed message arrived from ``source``."""
-        self._now = now
         try:
             if isinstance(msg, Request):
                 return self._receive_request(msg, source, now)
@@ -165,10 +203,11 @@ class TransactionLayer:
         if method == "ACK":
             return self._stray_ack(msg, source, now, cseq.seq)
         cfg = self._config(source)
+        source = self._shared(source)
         if method == "INVITE":
-            txn = InviteServerTransaction(key, msg, source, cfg)
+            txn = InviteServerTransaction(key, msg, source, cfg, not rfc3261)
         else:  # CANCEL too: its own transaction; the TU decides (find_invite)
-            txn = NonInviteServerTransaction(key, msg, source, cfg)
+            txn = NonInviteServerTransaction(key, msg, source, cfg, not rfc3261)
         out = txn.start(now)
         self._servers[key] = txn
         self._settle(txn)
@@ -193,10 +232,11 @@ class TransactionLayer:
         cseq = msg.cseq
         if via is None or cseq is None:
             return []
-        branch = via.branch
-        txn = self._clients.get(f"{branch}|{cseq.method}") if branch is not None else None
+        branch = _branch(via)
+        method = cseq.method
+        txn = self._clients.get(f"{branch}|{method}") if branch is not None else None
         status = msg.status
-        is_2xx_invite = 200 <= status < 300 and cseq.method == "INVITE"
+        is_2xx_invite = 200 <= status < 300 and method == "INVITE"
         if txn is None:
             if is_2xx_invite:
                 # A 2xx retransmission after timer M, or from another fork (§13.2.2.4).
@@ -205,14 +245,20 @@ class TransactionLayer:
                     return [Send(sent.ack, sent.dest)]
                 return [ResponseReceived(msg, source, None)]
             return []  # a stray response is dropped (§17.1.3, §18.1.2)
-        if is_2xx_invite and isinstance(txn, InviteClientTransaction):
-            sent = self._acks.get(_ack_key(msg, cseq.seq))
-            txn.tu_ack = None if sent is None else (sent.ack, sent.dest)
-        out = txn.receive_response(msg, source, now)
-        if isinstance(txn, InviteClientTransaction) and txn.pending_cancel is not None:
-            cancel = txn.pending_cancel
-            txn.pending_cancel = None
-            self._send_cancel(txn, cancel, now, out)
+        if isinstance(txn, InviteClientTransaction):
+            if is_2xx_invite:
+                sent = self._acks.get(_ack_key(msg, cseq.seq))
+                txn.tu_ack = None if sent is None else (sent.ack, sent.dest)
+                out = txn.receive_response(msg, source, now)
+                txn.tu_ack = None
+            else:
+                out = txn.receive_response(msg, source, now)
+            if txn.pending_cancel is not None:
+                cancel = txn.pending_cancel
+                txn.pending_cancel = None
+                self._send_cancel(txn, cancel, now, out)
+        else:
+            out = txn.receive_response(msg, source, now)
         self._settle(txn)
         return out
 
@@ -225,12 +271,11 @@ class TransactionLayer:
         The request carries a top Via with a fresh branch; its CSeq method is its method.
         Returns the transaction's key and the outputs (the first ``Send``). Raises
         ``ValueError`` for an ACK, a request without a branch, or a branch already in use."""
-        self._now = now
         method = request.method
         if method == "ACK":
             raise ValueError("an ACK has no client transaction: use ack()")
         via = request.top_via
-        branch = via.branch if via is not None else None
+        branch = _branch(via) if via is not None else None
         if not branch:
             raise ValueError("the request has no top Via with a branch")
         key = f"{branch}|{method}"
@@ -254,7 +299,6 @@ class TransactionLayer:
         """Send the TU's ACK for a 2xx (§13.2.2.4: no transaction) and remember it for 64*T1,
         by Call-ID, CSeq number and To tag, so that a retransmitted 2xx of that dialog is
         answered with it and never reaches the TU again."""
-        self._now = now
         cseq = ack.cseq
         if cseq is not None and ack.call_id is not None:
             key = _ack_key(ack, cseq.seq)
@@ -263,7 +307,7 @@ class TransactionLayer:
                 old.done = True
             record = _SentAck(key, ack, dest, now + self._ack_lifetime)
             self._acks[key] = record
-            self._schedule(record)
+            self._settle(record)
         return [Send(ack, dest)]
 
     def respond(self, key: str, response: Response, now: float) -> list[TransactionOutput]:
@@ -271,16 +315,16 @@ class TransactionLayer:
         (RFC 3581 symmetric response). A 2xx to an INVITE is retransmitted until its ACK comes
         (UDP), and ``AckTimedOut`` is reported after 64*T1 without one. An unknown or finished
         key, or a response the state does not allow (after the final one), sends nothing."""
-        self._now = now
         txn = self._servers.get(key)
         if txn is None:
             return []
         out = txn.respond(response, now)
-        if isinstance(txn, InviteServerTransaction) and txn.state is State.ACCEPTED:
-            request = txn.request
-            cseq = request.cseq
-            if cseq is not None:
-                self._awaiting_ack[(request.call_id or "", cseq.seq)] = txn
+        if (
+            txn.state is _ACCEPTED
+            and isinstance(txn, InviteServerTransaction)
+            and txn.ack_key is not None
+        ):
+            self._awaiting_ack[txn.ack_key] = txn
         self._settle(txn)
         return out
 
@@ -297,9 +341,9 @@ class TransactionLayer:
         txn = self._clients.get(key)
         if not isinstance(txn, InviteClientTransaction) or txn.cancel_sent:
             return None
-        if txn.state is State.PROCEEDING:
+        if txn.state is _PROCEEDING:
             return txn.build_cancel()
-        if txn.state is State.CALLING:
+        if txn.state is _CALLING:
             txn.remember_cancel()
         return None
 
@@ -315,7 +359,7 @@ class TransactionLayer:
             txn = self._servers.get(key)
             if (
                 isinstance(txn, InviteServerTransaction)
-                and txn.state is State.PROCEEDING
+                and txn.state is _PROCEEDING
                 and (rfc3261 or txn.matches_2543(cancel))
             ):
                 return key
@@ -363,27 +407,17 @@ class TransactionLayer:
 
     def handle_timer(self, now: float) -> list[TransactionOutput]:
         """Fire every deadline ``<= now``."""
-        self._now = now
         out: list[TransactionOutput] = []
         heap = self._heap
+        heappop = heapq.heappop
         while heap and heap[0][0] <= now:
-            at, _, obj = heapq.heappop(heap)
+            at, _, obj = heappop(heap)
             if obj.at != at or obj.done:
                 continue
             obj.at = None
-            out += obj.handle_timer(now)
+            obj.fire(now, out)
             self._settle(obj)
         return out
-
-    def _schedule(self, obj: _Timed) -> None:
-        at = obj.next_deadline()
-        if at != obj.at:
-            obj.at = at
-            if at is not None:
-                heap = self._heap
-                heapq.heappush(heap, (at, next(self._counter), obj))
-                if len(heap) > 2 * (len(self) + len(self._acks)) + 256:
-                    self._compact()
 
     def _compact(self) -> None:
         """Drop the stale entries when they outnumber the live ones (bounded memory)."""
@@ -393,10 +427,25 @@ class TransactionLayer:
 
     def _settle(self, obj: _Timed) -> None:
         """After an object ran: forget it if it has ended, else queue its next deadline."""
-        if not obj.done:
-            self._schedule(obj)
+        if obj.done:
+            obj.at = None
+            self._forget(obj)
             return
-        obj.at = None
+        at = obj.next_deadline()
+        if at != obj.at:
+            obj.at = at
+            if at is not None:
+                heap = self._heap
+                heapq.heappush(heap, (at, next(self._counter), obj))
+                if len(heap) > self._heap_limit:
+                    # Stale entries (stopped or rescheduled deadlines) are dropped when they
+                    # outnumber the live ones; the limit is re-checked only when passed.
+                    live = len(self._clients) + len(self._servers) + len(self._acks)
+                    if len(heap) > 2 * live + 256:
+                        self._compact()
+                    self._heap_limit = 2 * live + 256
+
+    def _forget(self, obj: _Timed) -> None:
         if isinstance(obj, ClientTransaction):
             if self._clients.get(obj.key) is obj:
                 del self._clients[obj.key]
@@ -404,11 +453,8 @@ class TransactionLayer:
             if self._servers.get(obj.key) is obj:
                 del self._servers[obj.key]
             if isinstance(obj, InviteServerTransaction):
-                request = obj.request
-                cseq = request.cseq
-                if cseq is not None:
-                    key = (request.call_id or "", cseq.seq)
-                    if self._awaiting_ack.get(key) is obj:
-                        del self._awaiting_ack[key]
+                key = obj.ack_key
+                if key is not None and self._awaiting_ack.get(key) is obj:
+                    del self._awaiting_ack[key]
         elif isinstance(obj, _SentAck) and self._acks.get(obj.key) is obj:
             del self._acks[obj.key]

@@ -7,29 +7,71 @@ from __future__ import annotations
 from ..message import Request, Response, make_response
 from .events import AckTimedOut, Addr, RequestReceived, Send, TransactionOutput
 from .tables import (
+    ANSWERED,
     INVITE_SERVER,
     NON_INVITE_SERVER,
     Action,
+    ActionFn,
     Config,
     Input,
+    State,
     Timer,
     Transaction,
+    resent_by,
+    stopped_timers,
 )
 
 __all__ = ["InviteServerTransaction", "NonInviteServerTransaction", "ServerTransaction"]
 
+# Enum members are slow to look up on their class: the hot path uses these.
+_ACK, _REQUEST = Input.ACK, Input.REQUEST
+_TU_1XX, _TU_2XX, _TU_FINAL = Input.TU_1XX, Input.TU_2XX, Input.TU_FINAL
+_TIMER_L_NO_ACK, _L, _R2XX = Input.TIMER_L_NO_ACK, Timer.L, Timer.R2XX
+_TERMINATED = State.TERMINATED
+
 
 class ServerTransaction(Transaction):
     """Common part: the request, where it came from (every response goes back there: RFC 3581
-    symmetric response), and the last response sent (re-sent on a retransmitted request)."""
+    symmetric response), and the last response sent (re-sent on a retransmitted request).
 
-    __slots__ = ("last", "request", "source")
+    What it keeps, and for how long (a transaction lingers up to 64*T1 after its final
+    response, so it keeps only what it may still have to send):
 
-    def __init__(self, key: str, request: Request, source: Addr, cfg: Config) -> None:
+    * ``request`` until the final response (the layer needs it for 100 Trying; the TU
+      answers from the copy it was given); None after.
+    * ``last``, the TU's response object itself (so a retransmission is the same object),
+      only while a row of the table may still re-send it: forgotten in a state without a
+      ``re-send last response`` row (Confirmed), or whose only such rows are timers that are
+      not running (Accepted once the ACK came, or on TCP/TLS).
+    * ``legacy`` (matched the RFC 2543 way): keeps both, whose To tags matching needs.
+    """
+
+    __slots__ = ("last", "legacy", "request", "source")
+
+    def __init__(
+        self, key: str, request: Request, source: Addr, cfg: Config, legacy: bool = False
+    ) -> None:
         super().__init__(key, cfg)
-        self.request = request
+        self.request: Request | None = request
         self.source = source
         self.last: Response | None = None
+        self.legacy = legacy
+
+    @classmethod
+    def _cleanup(
+        cls, state: State | None, actions: tuple[Action, ...], next_state: State
+    ) -> tuple[ActionFn, ...]:
+        if next_state is _TERMINATED:
+            return (_forget_all,)
+        out: list[ActionFn] = []
+        if next_state in ANSWERED and state not in ANSWERED:
+            out.append(_forget_request)
+        # The last response, once no row can re-send it: checked where that may change (a
+        # new state, or a row stopping a timer whose row re-sends it).
+        keep = resent_by(cls.machine, Action.RESEND_RESPONSE)[next_state]
+        if keep is not None and (next_state is not state or stopped_timers(actions) & keep):
+            out.append(_forget_last_unless(keep))
+        return tuple(out)
 
     def start(self, now: float) -> list[TransactionOutput]:
         return self._begin(self.request, self.source, now)
@@ -37,12 +79,12 @@ class ServerTransaction(Transaction):
     def receive_request(
         self, request: Request, source: Addr, now: float
     ) -> list[TransactionOutput]:
-        inp = Input.ACK if request.method == "ACK" else Input.REQUEST
+        inp = _ACK if request.method == "ACK" else _REQUEST
         return self.feed(inp, request, source, now)
 
     def respond(self, response: Response, now: float) -> list[TransactionOutput]:
         status = response.status
-        inp = Input.TU_1XX if status < 200 else Input.TU_2XX if status < 300 else Input.TU_FINAL
+        inp = _TU_1XX if status < 200 else _TU_2XX if status < 300 else _TU_FINAL
         return self.feed(inp, response, None, now)
 
     def matches_2543(self, request: Request) -> bool:
@@ -55,8 +97,30 @@ class ServerTransaction(Transaction):
             last = self.last
             last_to = last.to if last is not None else None
             return tag == (last_to.tag if last_to is not None else None)
-        orig = self.request.to
-        return tag == (orig.tag if orig is not None else None)
+        orig = self.request
+        orig_to = orig.to if orig is not None else None
+        return tag == (orig_to.tag if orig_to is not None else None)
+
+
+def _forget_all(txn: ServerTransaction, msg: object, src: object, now: float, out: object) -> None:
+    txn.request = txn.last = None
+
+
+def _forget_request(
+    txn: ServerTransaction, msg: object, src: object, now: float, out: object
+) -> None:
+    if not txn.legacy:
+        txn.request = None
+
+
+def _forget_last_unless(timers: frozenset[Timer]) -> ActionFn:
+    """Forget the last response unless one of ``timers`` (whose rows re-send it) runs."""
+
+    def forget(txn: ServerTransaction, msg: object, src: object, now: float, out: object) -> None:
+        if txn.retx not in timers and txn.wait not in timers and not txn.legacy:
+            txn.last = None
+
+    return forget
 
 
 def _to_tu(
@@ -96,18 +160,25 @@ NonInviteServerTransaction.compile(
 
 class InviteServerTransaction(ServerTransaction):
     """``acked``: the ACK for the 2xx came (stops its retransmission; timer L then ends the
-    transaction quietly instead of reporting ``AckTimedOut``)."""
+    transaction quietly instead of reporting ``AckTimedOut``). ``ack_key``: the INVITE's
+    (Call-ID, CSeq number), where the layer files it to match the ACK for its 2xx."""
 
-    __slots__ = ("acked",)
+    __slots__ = ("ack_key", "acked")
     machine = INVITE_SERVER
 
-    def __init__(self, key: str, request: Request, source: Addr, cfg: Config) -> None:
-        super().__init__(key, request, source, cfg)
+    def __init__(
+        self, key: str, request: Request, source: Addr, cfg: Config, legacy: bool = False
+    ) -> None:
+        super().__init__(key, request, source, cfg, legacy)
         self.acked = False
+        cseq = request.cseq
+        self.ack_key: tuple[str, int] | None = (
+            None if cseq is None else (request.call_id or "", cseq.seq)
+        )
 
     def _timer_input(self, timer: Timer) -> Input:
-        if timer is Timer.L and not self.acked:
-            return Input.TIMER_L_NO_ACK
+        if timer is _L and not self.acked:
+            return _TIMER_L_NO_ACK
         return super()._timer_input(timer)
 
 
@@ -120,8 +191,9 @@ def _send_trying(
 ) -> None:
     # §17.2.1 allows waiting 200 ms for the TU; we answer at once, which stops the
     # INVITE retransmissions soonest. §8.2.6.1: no To tag on a 100.
-    if txn.cfg.send_trying:
-        trying = make_response(txn.request, 100)
+    request = txn.request
+    if txn.cfg.send_trying and request is not None:
+        trying = make_response(request, 100)
         txn.last = trying
         out.append(Send(trying, txn.source))
 
@@ -133,8 +205,8 @@ def _stop_2xx(
     now: float,
     out: list[TransactionOutput],
 ) -> None:
-    txn.timers.pop(Timer.R2XX, None)
-    txn.acked = True
+    txn.stop_timer(_R2XX)
+    txn.acked = True  # the 2xx is forgotten (no row re-sends it now: see ServerTransaction)
 
 
 def _ack_timeout_to_tu(
@@ -144,7 +216,7 @@ def _ack_timeout_to_tu(
     now: float,
     out: list[TransactionOutput],
 ) -> None:
-    out.append(AckTimedOut(txn.key, txn.request.call_id or ""))
+    out.append(AckTimedOut(txn.key, txn.ack_key[0] if txn.ack_key is not None else ""))
 
 
 InviteServerTransaction.compile(

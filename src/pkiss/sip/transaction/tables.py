@@ -14,10 +14,11 @@ Rules of this file
   network is listed, even when it is only absorbed, so the tables document the absorption.
 * Entering Terminated stops every timer; the layer then forgets the transaction.
 * Timers are deadlines. A timer fires once, when ``now >= deadline``, and is fed as its input
-  (``timer A``...); timers due at the same call fire in deadline order, before the message that
-  came with that call. Retransmission timers (A, E, G, 2xx) are restarted by an action
-  (``restart A``: the interval doubles), and are never armed on a reliable transport. A timer
-  of duration 0 (D, I, J, K on TCP/TLS) fires within the call that started it.
+  (``timer A``...); timers due at the same call fire in deadline order (on a tie, in the order
+  they were started), before the message that came with that call. Retransmission timers
+  (A, E, G, 2xx) are restarted by an action (``restart A``: the interval doubles), and are never
+  armed on a reliable transport. A timer of duration 0 (D, I, J, K on TCP/TLS) fires within the
+  call that started it.
 * Two inputs are refined by what the machine remembers. ``2xx (ACK sent)`` is a 2xx to an
   INVITE for which the TU already sent an ACK through ``TransactionLayer.ack`` (the layer
   re-sends that ACK instead of bothering the TU, §13.2.2.4). ``timer L, no ACK`` is timer L of
@@ -27,6 +28,12 @@ Rules of this file
   response before sending a CANCEL (§9.1, ``TU cancels``). Timer B is re-armed when a CANCEL is
   sent for an INVITE in Proceeding: §9.1 lets the UAC give up 64*T1 after the CANCEL if no final
   response came, and this is what keeps a transaction from living forever.
+* Memory follows from the tables too. A transaction runs one retransmission timer and one
+  other at most (``check_timer_slots``), so it holds two timer slots, not a dict. And it keeps
+  only what a row may still send: the rows end with steps derived from the tables
+  (``Transaction._cleanup``) that drop the request on reaching a state after the final
+  response (``ANSWERED``) and a server's last response once no row can re-send it
+  (``resent_by``). Lingering transactions (64*T1 after a call) are most of the live ones.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from .events import Addr, TransactionOutput
 from .timers import Timers
 
 __all__ = [
+    "ANSWERED",
     "INVITE_CLIENT",
     "INVITE_SERVER",
     "MACHINES",
@@ -54,7 +62,11 @@ __all__ = [
     "Timer",
     "TimerSpec",
     "Transaction",
+    "check_timer_slots",
     "render_markdown",
+    "resent_by",
+    "running_timers",
+    "stopped_timers",
     "timer_durations",
 ]
 
@@ -385,33 +397,159 @@ class Config:
 ActionFn = Callable[[Any, Any, Any, float, "list[TransactionOutput]"], None]
 """``fn(transaction, message or None, source or None, now, out)``."""
 
-_Compiled = dict[tuple[State, Input], tuple[tuple[ActionFn, ...], State]]
+Row = tuple[tuple[ActionFn, ...], State]
+_Rows = dict[State, dict[Input, Row]]
 
 _RETRANSMIT_TIMERS = frozenset({Timer.A, Timer.E, Timer.G, Timer.R2XX})
+_TERMINATED = State.TERMINATED  # an enum member is slow to look up on its class
+
+# What each timer action does to the running timers: start, restart (with the interval rule:
+# double, double-max-t2, t2) or stop. STOP_2XX is carried out in server.py (it also records
+# that the ACK came) but is listed here for ``running_timers``.
+_TIMER_OPS: Mapping[Action, tuple[str, Timer, str | None]] = {
+    Action.START_A: ("start", Timer.A, None),
+    Action.RESTART_A: ("restart", Timer.A, "double"),
+    Action.STOP_A: ("stop", Timer.A, None),
+    Action.START_B: ("start", Timer.B, None),
+    Action.STOP_B: ("stop", Timer.B, None),
+    Action.START_D: ("start", Timer.D, None),
+    Action.START_E: ("start", Timer.E, None),
+    Action.RESTART_E: ("restart", Timer.E, "double-max-t2"),
+    Action.RESTART_E_T2: ("restart", Timer.E, "t2"),
+    Action.STOP_E: ("stop", Timer.E, None),
+    Action.START_F: ("start", Timer.F, None),
+    Action.STOP_F: ("stop", Timer.F, None),
+    Action.START_G: ("start", Timer.G, None),
+    Action.RESTART_G: ("restart", Timer.G, "double-max-t2"),
+    Action.STOP_G: ("stop", Timer.G, None),
+    Action.START_H: ("start", Timer.H, None),
+    Action.STOP_H: ("stop", Timer.H, None),
+    Action.START_I: ("start", Timer.I, None),
+    Action.START_J: ("start", Timer.J, None),
+    Action.START_K: ("start", Timer.K, None),
+    Action.START_L: ("start", Timer.L, None),
+    Action.START_M: ("start", Timer.M, None),
+    Action.START_2XX: ("start", Timer.R2XX, None),
+    Action.RESTART_2XX: ("restart", Timer.R2XX, "double-max-t2"),
+    Action.STOP_2XX: ("stop", Timer.R2XX, None),
+}
+
+_INPUT_TIMER: Mapping[Input, Timer] = {
+    **{inp: timer for timer, inp in TIMER_INPUT.items()},
+    Input.TIMER_L_NO_ACK: Timer.L,
+}
+
+
+def running_timers(machine: Machine) -> set[tuple[State, frozenset[Timer]]]:
+    """Every (state, timers running) a machine can be in, walking its table from the start
+    row: an input may come in any state, a timer input only while its timer runs (it stops
+    when it fires), and entering Terminated stops them all. On a reliable transport a
+    retransmission timer is never armed and a timer of duration 0 fires at once: subsets of
+    the same walk."""
+
+    def run(timers: frozenset[Timer], actions: tuple[Action, ...]) -> frozenset[Timer]:
+        out = set(timers)
+        for action in actions:
+            op = _TIMER_OPS.get(action)
+            if op is None:
+                continue
+            if op[0] == "stop":
+                out.discard(op[1])
+            else:
+                out.add(op[1])
+        return frozenset(out)
+
+    first = (machine.start[1], run(frozenset(), machine.start[0]))
+    seen = {first}
+    todo = [first]
+    while todo:
+        state, timers = todo.pop()
+        for (row_state, inp), (actions, next_state) in machine.table.items():
+            if row_state is not state:
+                continue
+            timer = _INPUT_TIMER.get(inp)
+            if timer is not None:
+                if timer not in timers:
+                    continue
+                after = timers - {timer}
+            else:
+                after = timers
+            after = frozenset() if next_state is State.TERMINATED else run(after, actions)
+            if (next_state, after) not in seen:
+                seen.add((next_state, after))
+                todo.append((next_state, after))
+    return seen
+
+
+def stopped_timers(actions: tuple[Action, ...]) -> frozenset[Timer]:
+    """The timers a row's actions stop."""
+    return frozenset(op[1] for a in actions if (op := _TIMER_OPS.get(a)) and op[0] == "stop")
+
+
+def check_timer_slots(machine: Machine) -> None:
+    """A transaction holds two timers at most: one retransmission timer (A, E, G, 2xx) and
+    one other. Raises ``ValueError`` if the table could ever need more."""
+    for state, timers in running_timers(machine):
+        retransmit = timers & _RETRANSMIT_TIMERS
+        if len(retransmit) > 1 or len(timers - retransmit) > 1:
+            raise ValueError(f"{machine.name}: {sorted(timers)} run at once in {state}")
+
+
+ANSWERED = frozenset({State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED})
+"""The states after a final response: a transaction there no longer needs its request (a client
+has built its ACK on entering Completed; a server only re-sends its response)."""
+
+
+def resent_by(machine: Machine, action: Action) -> dict[State, frozenset[Timer] | None]:
+    """For each state, what may still carry out ``action`` there: None if an input that is
+    not a timer may (keep what it sends), else the timers whose rows do (keep it while one
+    of them runs; empty: never)."""
+    out: dict[State, frozenset[Timer] | None] = {state: frozenset() for state in State}
+    for (state, inp), (actions, _) in machine.table.items():
+        found = out[state]
+        if action in actions and found is not None:
+            timer = _INPUT_TIMER.get(inp)
+            out[state] = None if timer is None else found | {timer}
+    return out
 
 
 def _start_timer(timer: Timer) -> ActionFn:
-    retransmit = timer in _RETRANSMIT_TIMERS
+    if timer in _RETRANSMIT_TIMERS:
+
+        def start_retransmit(
+            txn: Transaction, msg: object, src: object, now: float, out: object
+        ) -> None:
+            duration = txn.cfg.durations[timer]
+            if duration is None:
+                return
+            txn.interval = duration
+            if txn.retx is not timer:
+                txn.retx = timer
+                txn.wait_first = txn.wait is not None
+            txn.retx_at = now + duration
+
+        return start_retransmit
 
     def start(txn: Transaction, msg: object, src: object, now: float, out: object) -> None:
         duration = txn.cfg.durations[timer]
         if duration is None:
             return
-        if retransmit:
-            txn.interval = duration
-        txn.timers[timer] = now + duration
+        if txn.wait is not timer:
+            txn.wait = timer
+            txn.wait_first = txn.retx is None
+        txn.wait_at = now + duration
 
     return start
 
 
 def _stop_timer(timer: Timer) -> ActionFn:
     def stop(txn: Transaction, msg: object, src: object, now: float, out: object) -> None:
-        txn.timers.pop(timer, None)
+        txn.stop_timer(timer)
 
     return stop
 
 
-def _restart_timer(timer: Timer, rule: str) -> ActionFn:
+def _restart_timer(timer: Timer, rule: str | None) -> ActionFn:
     def restart(txn: Transaction, msg: object, src: object, now: float, out: object) -> None:
         if rule == "double":
             txn.interval *= 2
@@ -421,54 +559,66 @@ def _restart_timer(timer: Timer, rule: str) -> ActionFn:
             txn.interval = txn.cfg.t2
         # From now, not from the missed deadline: a late wake-up sends one retransmission,
         # not a burst.
-        txn.timers[timer] = now + txn.interval
+        if txn.retx is not timer:
+            txn.retx = timer
+            txn.wait_first = txn.wait is not None
+        txn.retx_at = now + txn.interval
 
     return restart
 
 
+def _timer_action(kind: str, timer: Timer, rule: str | None) -> ActionFn:
+    if kind == "start":
+        return _start_timer(timer)
+    if kind == "stop":
+        return _stop_timer(timer)
+    assert timer in _RETRANSMIT_TIMERS, timer
+    return _restart_timer(timer, rule)
+
+
 _TIMER_ACTIONS: Mapping[Action, ActionFn] = {
-    Action.START_A: _start_timer(Timer.A),
-    Action.RESTART_A: _restart_timer(Timer.A, "double"),
-    Action.STOP_A: _stop_timer(Timer.A),
-    Action.START_B: _start_timer(Timer.B),
-    Action.STOP_B: _stop_timer(Timer.B),
-    Action.START_D: _start_timer(Timer.D),
-    Action.START_E: _start_timer(Timer.E),
-    Action.RESTART_E: _restart_timer(Timer.E, "double-max-t2"),
-    Action.RESTART_E_T2: _restart_timer(Timer.E, "t2"),
-    Action.STOP_E: _stop_timer(Timer.E),
-    Action.START_F: _start_timer(Timer.F),
-    Action.STOP_F: _stop_timer(Timer.F),
-    Action.START_G: _start_timer(Timer.G),
-    Action.RESTART_G: _restart_timer(Timer.G, "double-max-t2"),
-    Action.STOP_G: _stop_timer(Timer.G),
-    Action.START_H: _start_timer(Timer.H),
-    Action.STOP_H: _stop_timer(Timer.H),
-    Action.START_I: _start_timer(Timer.I),
-    Action.START_J: _start_timer(Timer.J),
-    Action.START_K: _start_timer(Timer.K),
-    Action.START_L: _start_timer(Timer.L),
-    Action.START_M: _start_timer(Timer.M),
-    Action.START_2XX: _start_timer(Timer.R2XX),
-    Action.RESTART_2XX: _restart_timer(Timer.R2XX, "double-max-t2"),
+    action: _timer_action(*op) for action, op in _TIMER_OPS.items() if action is not Action.STOP_2XX
 }
 
 
 class Transaction:
     """Runs one machine's table. Subclasses set ``machine`` and call ``compile`` with the
-    functions that carry out their message actions (timer actions are common)."""
+    functions that carry out their message actions (timer actions are common).
 
-    __slots__ = ("at", "cfg", "done", "interval", "key", "state", "timers")
+    Timers: ``check_timer_slots`` proves from the tables that at most one retransmission
+    timer and one other timer run at once, so a transaction holds them in four slots (which
+    timer, its deadline) rather than a dict: ``retx``/``retx_at`` and ``wait``/``wait_at``
+    (None: not running). Timers due at the same deadline fire in the order they were
+    started (a restart after firing is a new start): ``wait_first`` says which came first
+    when both run. ``at`` and ``done`` are the layer's (see ``TransactionLayer._settle``)."""
+
+    __slots__ = (
+        "at",
+        "cfg",
+        "done",
+        "interval",
+        "key",
+        "retx",
+        "retx_at",
+        "state",
+        "wait",
+        "wait_at",
+        "wait_first",
+    )
 
     machine: ClassVar[Machine]
-    _compiled: ClassVar[_Compiled]
-    _start: ClassVar[tuple[tuple[ActionFn, ...], State]]
+    _rows: ClassVar[_Rows]
+    _start: ClassVar[Row]
 
     def __init__(self, key: str, cfg: Config) -> None:
         self.key = key
         self.cfg = cfg
-        self.state = State.TERMINATED  # until start()
-        self.timers: dict[Timer, float] = {}
+        self.state = _TERMINATED  # until start()
+        self.retx: Timer | None = None
+        self.retx_at = 0.0
+        self.wait: Timer | None = None
+        self.wait_at = 0.0
+        self.wait_first = False
         self.interval = 0.0
         self.done = False
         self.at: float | None = None
@@ -476,11 +626,67 @@ class Transaction:
 
     @classmethod
     def compile(cls, actions: Mapping[Action, ActionFn]) -> None:
+        """Turn the machine's table into functions, per state then input (a lookup hashes
+        two strings whose hashes are cached, and builds no tuple). Each row ends with the
+        steps ``_cleanup`` derives from it."""
+        check_timer_slots(cls.machine)
+
         def fns(names: tuple[Action, ...]) -> tuple[ActionFn, ...]:
             return tuple(_TIMER_ACTIONS.get(a) or actions[a] for a in names)
 
-        cls._start = (fns(cls.machine.start[0]), cls.machine.start[1])
-        cls._compiled = {k: (fns(acts), nxt) for k, (acts, nxt) in cls.machine.table.items()}
+        start_actions, start_state = cls.machine.start
+        cls._start = (
+            fns(start_actions) + cls._cleanup(None, start_actions, start_state),
+            start_state,
+        )
+        rows: _Rows = {state: {} for state in State}
+        for (state, inp), (acts, nxt) in cls.machine.table.items():
+            rows[state][inp] = (fns(acts) + cls._cleanup(state, acts, nxt), nxt)
+        cls._rows = rows
+
+    @classmethod
+    def _cleanup(
+        cls, state: State | None, actions: tuple[Action, ...], next_state: State
+    ) -> tuple[ActionFn, ...]:
+        """Steps to run after the actions of the row ``state -> next_state`` (None: the start
+        row): a subclass drops there what the transaction no longer needs, so that a
+        lingering transaction keeps only what it may still send."""
+        return ()
+
+    # ------------------------------------------------------------------------------- timers
+
+    @property
+    def timers(self) -> dict[Timer, float]:
+        """The running timers and their deadlines, in the order they fire on a tie (a copy,
+        for tests and debugging)."""
+        out: dict[Timer, float] = {}
+        first, second = (
+            ((self.wait, self.wait_at), (self.retx, self.retx_at))
+            if self.wait_first
+            else ((self.retx, self.retx_at), (self.wait, self.wait_at))
+        )
+        for timer, at in (first, second):
+            if timer is not None:
+                out[timer] = at
+        return out
+
+    def stop_timer(self, timer: Timer) -> None:
+        if self.retx is timer:
+            self.retx = None
+        elif self.wait is timer:
+            self.wait = None
+
+    def stop_timers(self) -> None:
+        self.retx = self.wait = None
+
+    def next_deadline(self) -> float | None:
+        if self.retx is None:
+            return None if self.wait is None else self.wait_at
+        if self.wait is None or self.retx_at < self.wait_at:
+            return self.retx_at
+        return self.wait_at
+
+    # ------------------------------------------------------------------------------- inputs
 
     def _begin(self, msg: object, src: Addr | None, now: float) -> list[TransactionOutput]:
         out: list[TransactionOutput] = []
@@ -495,11 +701,15 @@ class Transaction:
     ) -> list[TransactionOutput]:
         """Feed one input at ``now``, after any timer already due."""
         out: list[TransactionOutput] = []
-        if self.timers:
+        if (self.retx is not None and self.retx_at <= now) or (
+            self.wait is not None and self.wait_at <= now
+        ):
             self._run_due(now, out)
         if not self.done:
             self._apply(inp, msg, src, now, out)
-            if self.timers:
+            if (self.retx is not None and self.retx_at <= now) or (
+                self.wait is not None and self.wait_at <= now
+            ):
                 self._run_due(now, out)
         return out
 
@@ -511,37 +721,51 @@ class Transaction:
         now: float,
         out: list[TransactionOutput],
     ) -> None:
-        entry = self._compiled.get((self.state, inp))
+        entry = self._rows[self.state].get(inp)
         if entry is None:
             return
         fns, next_state = entry
         for fn in fns:
             fn(self, msg, src, now, out)
         self.state = next_state
-        if next_state is State.TERMINATED:
-            self.timers.clear()
+        if next_state is _TERMINATED:
+            self.retx = self.wait = None
             self.done = True
 
     def _timer_input(self, timer: Timer) -> Input:
         return TIMER_INPUT[timer]
 
     def _run_due(self, now: float, out: list[TransactionOutput]) -> None:
-        timers = self.timers
-        while timers:
-            timer = min(timers, key=timers.__getitem__)
-            if timers[timer] > now:
+        """Fire every timer due at ``now``, earliest first."""
+        while True:
+            retx = self.retx
+            wait = self.wait
+            if retx is not None and (
+                wait is None
+                or self.retx_at < self.wait_at
+                or (self.retx_at == self.wait_at and not self.wait_first)
+            ):
+                if self.retx_at > now:
+                    return
+                self.retx = None
+                timer = retx
+            elif wait is not None:
+                if self.wait_at > now:
+                    return
+                self.wait = None
+                timer = wait
+            else:
                 return
-            del timers[timer]
             self._apply(self._timer_input(timer), None, None, now, out)
+
+    def fire(self, now: float, out: list[TransactionOutput]) -> None:
+        """Fire every timer due at ``now``, adding the outputs to ``out`` (for the layer)."""
+        self._run_due(now, out)
 
     def handle_timer(self, now: float) -> list[TransactionOutput]:
         out: list[TransactionOutput] = []
         self._run_due(now, out)
         return out
-
-    def next_deadline(self) -> float | None:
-        timers = self.timers
-        return min(timers.values()) if timers else None
 
 
 # ---------------------------------------------------------------------------------- rendering

@@ -29,6 +29,7 @@ _CALLID = re.compile(
 )
 _DIGITS = re.compile(r"[0-9]+\Z")
 _UNSET: object = object()
+_LOWER: dict[str, str] = {}
 
 # Reason phrases we send (RFC 3261 §21 and later RFCs).
 _REASONS = {
@@ -75,8 +76,13 @@ class Message:
         self.body = body
         self.raw = raw
         index: dict[str, list[str]] = {}
+        lower = _LOWER
         for name, value in self.headers:
-            key = name.lower()
+            key = lower.get(name)
+            if key is None:
+                key = name.lower()
+                if len(lower) < 2048:  # shared keys: one string per header name, not per message
+                    lower[name] = key
             values = index.get(key)
             if values is None:
                 index[key] = [value]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import pstats
 import sys
 import time
@@ -24,6 +23,7 @@ from pkiss.b2bua import B2BUA, LocalAddress
 from pkiss.config import parse_config
 from pkiss.engine import PeerIndex
 from pkiss.routing import Router
+from pkiss.server import tune_gc
 from pkiss.sip.message import Request, Response
 from pkiss.sip.parser import parse_datagram
 from pkiss.sip.transaction import Addr, Send
@@ -131,8 +131,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    gc.freeze()  # as `pkiss run` does (pkiss/server.py)
-    gc.set_threshold(50_000, 50, 100)
+    tune_gc()  # as `pkiss run` does
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()

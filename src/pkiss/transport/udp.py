@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 
 from ..sip.transaction import Addr
@@ -13,6 +14,7 @@ __all__ = ["UdpTransport"]
 log = logging.getLogger("pkiss.transport")
 
 DatagramSink = Callable[[bytes, Addr], None]
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -46,8 +48,13 @@ class UdpTransport:
             lambda: _Protocol(self._sink), local_addr=(self.host, self.port)
         )
         self._transport = transport
-        sock = transport.get_extra_info("sockname")
-        self.port = int(sock[1])
+        sock = transport.get_extra_info("socket")
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:  # bursts must wait in the kernel, not be dropped (capped by net.core.*mem_max)
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+            except OSError:  # pragma: no cover - a platform that refuses: keep its default
+                pass
+        self.port = int(transport.get_extra_info("sockname")[1])
 
     def send(self, data: bytes, dest: Addr) -> None:
         if self._transport is not None:

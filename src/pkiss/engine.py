@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from .b2bua import B2BUA, LocalAddress
+from .health import HealthMonitor
 from .routing import Router
 from .sip.errors import ParseError
 from .sip.ids import new_tag
@@ -75,7 +76,7 @@ class Engine:
 
     # ---------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         max_size = self.config.security.max_message_bytes
         for ep in self.config.sbc.listen:
             family = 6 if ":" in ep.host else 4
@@ -90,6 +91,9 @@ class Engine:
             await transport.start()
             self.transports[(ep.transport, family)] = transport
             log.info("listening on %s:%s:%d", ep.transport, ep.host, transport.port)
+        # OPTIONS probes of the peers' hosts; the timer is armed now: no packet may ever come
+        self.b2bua.monitor = HealthMonitor(self.config.peers, loop.time())
+        self._arm()
 
     def close(self) -> None:
         if self._timer is not None:
@@ -103,6 +107,10 @@ class Engine:
         self.peers = PeerIndex(config.peers)
         self.b2bua.reconfigure(Router(config.peers, config.routes), dict(config.peers))
         self._local_cache.clear()
+        monitor = self.b2bua.monitor
+        if monitor is not None and self._loop is not None:
+            monitor.rebuild(config.peers, self._loop.time())
+            self._arm()
 
     # ------------------------------------------------------------------------------ inbound
     def on_datagram(self, data: bytes, source: Addr) -> None:

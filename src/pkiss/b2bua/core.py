@@ -16,6 +16,10 @@ Decisions and their RFC grounds:
   with the A-leg's own RSeq space; otherwise the SBC PRACKs the B-leg itself.
 - A failure in ``failover_on`` (or no answer within ``setup_timeout``) moves to the next target;
   other failures are the callee's answer and go back to the caller.
+- Health probes (with a ``HealthMonitor``): an out-of-dialog OPTIONS to each due host, no
+  User-Agent; any final response but 408 proves the host alive, a 408 or no final response
+  within the peer's ``health.timeout`` does not. Probe responses never reach call logic; the
+  router gets the monitor's ``down`` set with every new call.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..health import HealthMonitor
 from ..routing import Router, Target, rewrite
 from ..sip.errors import ParseError
 from ..sip.headers import NameAddr, parse_name_addr
-from ..sip.ids import new_call_id, new_tag
+from ..sip.ids import new_branch, new_call_id, new_tag
 from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
 from ..sip.sanity import check_request
 from ..sip.transaction import (
@@ -99,6 +104,7 @@ class B2BUA:
         local: Callable[[Addr], LocalAddress],
         layer: TransactionLayer | None = None,
         timers: Timers | None = None,
+        monitor: HealthMonitor | None = None,
     ) -> None:
         timers = timers or Timers()
         self.layer = layer if layer is not None else TransactionLayer(timers)
@@ -110,7 +116,10 @@ class B2BUA:
         self.invites: dict[str, Call] = {}  # A-leg INVITE server transaction -> call
         self.clients: dict[str, tuple[str, Call, Any]] = {}  # client transaction -> purpose
         self.calls: set[Call] = set()
-        self._timers: list[tuple[float, int, str, Call]] = []
+        self.monitor = monitor
+        self.probes: dict[str, Addr] = {}  # OPTIONS probe client transaction -> host
+        # (deadline, seq, kind, Call | probe key): "setup" and "1xx" carry a Call
+        self._timers: list[tuple[float, int, str, Any]] = []
         self._seq = itertools.count()
         self._turn = itertools.count()
         self.stats = {"calls": 0, "answered": 0, "failed": 0}
@@ -144,6 +153,12 @@ class B2BUA:
                 self._setup_timer(call, now, out)
             elif kind == "1xx":
                 self._retransmit_1xx(call, now, out)
+            elif kind == "probe":
+                self._probe_timed_out(call, now)
+        monitor = self.monitor
+        if monitor is not None:
+            for _, addr in monitor.due(now):
+                self._probe(addr, now, out)
         return out
 
     def hangup_all(self, now: float) -> list[Send]:
@@ -158,16 +173,22 @@ class B2BUA:
         while self._timers and self._stale(self._timers[0]):
             heapq.heappop(self._timers)
         mine = self._timers[0][0] if self._timers else None
+        if self.monitor is not None:
+            probe = self.monitor.next_deadline()
+            if probe is not None and (mine is None or probe < mine):
+                mine = probe
         if layer is None:
             return mine
         return layer if mine is None else min(layer, mine)
 
-    @staticmethod
-    def _stale(entry: tuple[float, int, str, Call]) -> bool:
+    def _stale(self, entry: tuple[float, int, str, Any]) -> bool:
         deadline, _, kind, call = entry
+        if kind == "probe":
+            return call not in self.probes
+        c: Call = call
         if kind == "1xx":
-            return call.ended or call.a_final_sent or not call.unacked_1xx
-        return call.setup_deadline != deadline or call.ended
+            return c.ended or c.a_final_sent or not c.unacked_1xx
+        return c.setup_deadline != deadline or c.ended
 
     def _run(
         self, outputs: list[TransactionOutput], peer: Any, now: float, out: list[Send]
@@ -272,7 +293,8 @@ class B2BUA:
         if peer is None:
             self._respond(key, request, 403, now, out)
             return
-        decision = self.router.route(request, peer, next(self._turn))
+        down = self.monitor.down if self.monitor is not None else ()
+        decision = self.router.route(request, peer, next(self._turn), down)
         if decision.reject is not None:
             self._respond(key, request, decision.reject, now, out, reason=decision.reason)
             return
@@ -542,6 +564,13 @@ class B2BUA:
     ) -> None:
         if key is None:
             return  # a stray 2xx: the layer re-sends our ACK when it has one
+        probes = self.probes
+        if probes and key in probes:
+            if response.status >= 200:
+                addr = probes.pop(key)
+                if self.monitor is not None:
+                    self.monitor.result(addr, response.status != 408, now)
+            return
         entry = self.clients.get(key)
         if entry is None:
             return
@@ -696,6 +725,9 @@ class B2BUA:
             self._hangup(call, None, now, out, f"{status} on in-dialog {method}")
 
     def _on_timeout(self, key: str, now: float, out: list[Send]) -> None:
+        if key in self.probes:
+            self._probe_timed_out(key, now)
+            return
         entry = self.clients.pop(key, None)
         if entry is None:
             return
@@ -713,6 +745,46 @@ class B2BUA:
             self._respond(relay.server_key, relay.original, 408, now, out)
             if not call.ended:
                 self._hangup(call, None, now, out, "in-dialog request timed out")
+
+    # ---------------------------------------------------------------------------- probes
+    def _probe(self, addr: Addr, now: float, out: list[Send]) -> None:
+        """An out-of-dialog OPTIONS to one host: fresh Call-ID, tag and branch, nothing of any
+        call or other peer in it, no User-Agent."""
+        assert self.monitor is not None
+        local = self.local(addr)
+        branch = new_branch()
+        via = local.via(branch)
+        suffix = "" if addr.transport == "udp" else f";transport={addr.transport}"
+        uri = f"sip:{format_host(addr.host)}:{addr.port}{suffix}"
+        request = Request(
+            "OPTIONS",
+            uri,
+            [
+                ("Via", str(via)),
+                ("Max-Forwards", "70"),
+                ("From", f"<sip:{local.hostport}>;tag={new_tag()}"),
+                ("To", f"<{uri}>"),
+                ("Call-ID", new_call_id()),
+                ("CSeq", "1 OPTIONS"),
+                ("Accept", "application/sdp"),
+            ],
+        )
+        request.seed_via([via])
+        key, outputs = self.layer.request(request, addr, now)
+        self.probes[key] = addr
+        heapq.heappush(
+            self._timers, (now + self.monitor.timeout(addr), next(self._seq), "probe", key)
+        )
+        for o in outputs:  # a new client transaction only ever asks to send
+            if isinstance(o, Send):
+                out.append(o)
+
+    def _probe_timed_out(self, key: str, now: float) -> None:
+        """No final response in time (or the transaction's own timeout): a failed probe.
+        A response arriving later finds no probe and is ignored."""
+        addr = self.probes.pop(key, None)
+        if addr is not None and self.monitor is not None:
+            self.monitor.result(addr, False, now)
 
 
 def _strip_tag(value: str) -> str:

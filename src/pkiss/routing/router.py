@@ -5,11 +5,16 @@
   order, or ``reject`` with a status; no matching route: 404. A PBX never reaches a PBX.
 Each peer's hosts are ordered by its strategy: ``failover`` by ascending ``priority``;
 ``balance`` rotated by the caller-supplied turn, so equal weights get equal shares.
+
+Health comes in as an argument (``down``: the host addresses health checks marked down): down
+hosts move after every host that is up, each group keeping its order, so a call still tries
+them when nothing else is left (a health check can be wrong). A peer with ``health.strict``
+loses its down hosts instead; when that leaves no candidate at all the call gets 503.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -113,18 +118,43 @@ class Router:
         self._routes = sorted(routes, key=lambda r: -len(r.prefix))
         self._dids = DidTable((p.name, p.dids) for p in peers.values() if p.role == "pbx")
         self._targets = {name: _PeerTargets(peer) for name, peer in peers.items()}
+        self._strict = frozenset(
+            name for name, peer in peers.items() if getattr(getattr(peer, "health", None),
+                                                            "strict", False)
+        )  # fmt: skip
 
-    def targets(self, peer_name: str, turn: int = 0) -> list[Target]:
-        """The peer's hosts in the order its strategy gives for this turn."""
-        return self._targets[peer_name].ordered(turn)
+    def targets(self, peer_name: str, turn: int = 0, down: Container[Addr] = ()) -> list[Target]:
+        """The peer's hosts in the order its strategy gives for this turn, down hosts last
+        (or left out for a strict peer)."""
+        return self._by_health(self._targets[peer_name].ordered(turn), down)
 
-    def route(self, request: Request, source: PeerLike, turn: int = 0) -> Decision:
+    def _by_health(self, targets: list[Target], down: Container[Addr]) -> list[Target]:
+        if not down:
+            return targets
+        up: list[Target] = []
+        later: list[Target] = []
+        strict = self._strict
+        for target in targets:
+            if target.addr not in down:
+                up.append(target)
+            elif target.peer not in strict:
+                later.append(target)
+        return up + later if later else up
+
+    def route(
+        self, request: Request, source: PeerLike, turn: int = 0, down: Container[Addr] = ()
+    ) -> Decision:
+        """Where a request from ``source`` goes; ``down``: host addresses marked down."""
         number = rewrite(source.rewrite.inbound, called_number(request))
         if source.role == "carrier":
             owner = self._dids.owner(number)
             if owner is None:
                 return Decision(reject=404, reason="Not Found", number=number)
-            return Decision(tuple(self.targets(owner, turn)), number=number)
+            everyone = self._targets[owner].ordered(turn)
+            targets = self._by_health(everyone, down)
+            if everyone and not targets:
+                return _unavailable(number)
+            return Decision(tuple(targets), number=number)
         table = (
             self._routes
             if source.routes is None
@@ -134,12 +164,20 @@ class Router:
             if number.startswith(entry.prefix):
                 if entry.reject is not None:
                     return Decision(reject=entry.reject, number=number)
-                targets: list[Target] = []
+                candidates: list[Target] = []
                 for name in entry.via:
                     peer = self._peers.get(name)
                     if peer is not None and peer.role == "carrier":
-                        targets.extend(self.targets(name, turn))
-                if not targets:
+                        candidates.extend(self._targets[name].ordered(turn))
+                if not candidates:
                     return Decision(reject=404, reason="Not Found", number=number)
-                return Decision(tuple(targets), number=number)
+                candidates = self._by_health(candidates, down)
+                if not candidates:
+                    return _unavailable(number)
+                return Decision(tuple(candidates), number=number)
         return Decision(reject=404, reason="Not Found", number=number)
+
+
+def _unavailable(number: str) -> Decision:
+    """Every host the call could go to is down and its peer is strict."""
+    return Decision(reject=503, reason="Service Unavailable", number=number)

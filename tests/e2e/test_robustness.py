@@ -9,6 +9,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sbc import Pkiss
@@ -143,3 +144,26 @@ def test_sbc_exits_cleanly_on_sigterm(net: Net) -> None:
     assert net.sbc.stop() == 0
     assert "stopped" in net.sbc.log()
     assert "Traceback" not in net.sbc.log()
+
+
+def test_unknown_sources_can_be_refused_with_403(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    def reject(config: dict[str, Any]) -> None:
+        config["security"] = {"unknown_sources": "reject"}
+
+    net = Net(sipp_factory, sbc_factory, patch=reject)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.66", 0))
+        sock.settimeout(1.0)
+        port = sock.getsockname()[1]
+        sock.sendto(
+            (
+                f"OPTIONS sip:127.0.0.1:{net.sbc_port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.66:{port};branch=z9hG4bK-stranger\r\n"
+                "From: <sip:x@127.0.0.66>;tag=s\r\nTo: <sip:127.0.0.1>\r\nCall-ID: s1\r\n"
+                "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ).encode(),
+            ("127.0.0.1", net.sbc_port),
+        )
+        assert sock.recv(65535).startswith(b"SIP/2.0 403 ")

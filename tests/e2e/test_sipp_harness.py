@@ -33,6 +33,7 @@ PAIRS = [
     ("uas_bye", "uac_recv_bye"),
     ("uas_ring_forever", "uac_cancel"),
     ("uas_busy", "uac_busy"),
+    ("uas_503", "uac_503"),
     ("uas_183", "uac_183"),
     ("uas_100rel", "uac_100rel"),
     ("uas_reinvite_recv", "uac_reinvite"),

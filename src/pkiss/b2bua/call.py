@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..routing import Target
+from ..routing import Refusal, Target
 from ..sip.message import Request
 from .leg import Leg
 
@@ -54,6 +54,11 @@ class Call:
     answered_at: float | None = None
     ended_at: float | None = None
     end_reason: str = ""
+    # the peers config the call started with (a reload does not change a call in progress)
+    peers: dict[str, Any] = field(default_factory=dict)
+    # peers whose limit counters this call holds: released once, when the call ends
+    held: list[str] = field(default_factory=list)
+    refusal: Refusal | None = None  # the last target skipped for its limits
 
     @property
     def ended(self) -> bool:

@@ -20,6 +20,10 @@ Decisions and their RFC grounds:
   User-Agent; any final response but 408 proves the host alive, a 408 or no final response
   within the peer's ``health.timeout`` does not. Probe responses never reach call logic; the
   router gets the monitor's ``down`` set with every new call.
+- Limits (``peers.*.limits``): a call counts once against its source peer, checked before any
+  B-leg exists (over: 503 with Retry-After), and once against each target peer it is sent to,
+  checked per candidate (a full target is skipped like a failed one; none with room: 503 with
+  Retry-After). ``_end`` releases what the call holds, once, whichever way it ends.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..health import HealthMonitor
-from ..routing import Router, Target, rewrite
+from ..routing import Limits, Refusal, Router, Target, rewrite
 from ..sip.errors import ParseError
 from ..sip.headers import NameAddr, parse_name_addr
 from ..sip.ids import new_branch, new_call_id, new_tag
@@ -105,6 +109,7 @@ class B2BUA:
         layer: TransactionLayer | None = None,
         timers: Timers | None = None,
         monitor: HealthMonitor | None = None,
+        limits: Limits | None = None,
     ) -> None:
         timers = timers or Timers()
         self.layer = layer if layer is not None else TransactionLayer(timers)
@@ -117,12 +122,14 @@ class B2BUA:
         self.clients: dict[str, tuple[str, Call, Any]] = {}  # client transaction -> purpose
         self.calls: set[Call] = set()
         self.monitor = monitor
+        # per-peer call counters, keyed by peer name: they outlive any reload
+        self.limits = limits if limits is not None else Limits()
         self.probes: dict[str, Addr] = {}  # OPTIONS probe client transaction -> host
         # (deadline, seq, kind, Call | probe key): "setup" and "1xx" carry a Call
         self._timers: list[tuple[float, int, str, Any]] = []
         self._seq = itertools.count()
         self._turn = itertools.count()
-        self.stats = {"calls": 0, "answered": 0, "failed": 0}
+        self.stats = {"calls": 0, "answered": 0, "failed": 0, "limited": 0}
         self.on_call_end: Callable[[Call], None] | None = None
 
     # ------------------------------------------------------------------------------ driving
@@ -319,6 +326,13 @@ class B2BUA:
         a.remote_tag = frm.tag
         a.remote_cseq = request.cseq.seq if request.cseq else None
         a.route_set = request.values("record-route")
+        refusal = self.limits.admit(peer_name, getattr(peer, "limits", None), now)
+        if refusal is not None:
+            self.stats["limited"] += 1
+            log.info("refusing call %s from %s: over its %s limit", a.call_id, peer_name,
+                     refusal.limit)  # fmt: skip
+            self._respond(key, request, 503, now, out, headers=_retry_after(refusal))
+            return
         call = Call(
             a=a,
             a_invite=request,
@@ -329,6 +343,8 @@ class B2BUA:
             created_at=now,
             a_reliable=_has_option(request, "supported", "100rel")
             or _has_option(request, "require", "100rel"),
+            peers=self.peers,
+            held=[peer_name],
         )
         self.calls.add(call)
         self.stats["calls"] += 1
@@ -338,21 +354,46 @@ class B2BUA:
         self._try_next(call, now, out)
 
     def _try_next(self, call: Call, now: float, out: list[Send]) -> None:
-        """Send the INVITE to the next target, or give up with the best answer known."""
-        if not call.targets:
-            self._fail(call, 408 if call.attempts else 404, now, out)
+        """Send the INVITE to the next target with room under its peer's limits, or give up
+        with the best answer known (503 with Retry-After when the last ones were full)."""
+        while call.targets:
+            target = call.targets.pop(0)
+            if not self._hold_target(call, target.peer, now):
+                continue
+            call.attempts += 1
+            self._start_b_leg(call, target, now, out)
             return
-        target = call.targets.pop(0)
-        call.attempts += 1
-        self._start_b_leg(call, target, now, out)
+        if call.refusal is not None:
+            self._fail(call, 503, now, out, headers=_retry_after(call.refusal))
+        else:
+            self._fail(call, 408 if call.attempts else 404, now, out)
+
+    def _hold_target(self, call: Call, peer_name: str, now: float) -> bool:
+        """Count the call against the target peer (once per peer); False when it is full."""
+        if peer_name in call.held:
+            return True  # the same peer's next host: already counted
+        limits = getattr(call.peers.get(peer_name), "limits", None)
+        refusal = self.limits.admit(peer_name, limits, now)
+        if refusal is not None:
+            call.refusal = refusal
+            log.info("call %s: %s is over its %s limit, skipped", call.a.call_id, peer_name,
+                     refusal.limit)  # fmt: skip
+            return False
+        call.refusal = None
+        previous = call.b_peer
+        if previous is not None and previous != call.source_peer and previous in call.held:
+            call.held.remove(previous)  # the call has left that peer for this one
+            self.limits.release(previous)
+        call.held.append(peer_name)
+        return True
 
     def _start_b_leg(self, call: Call, target: Target, now: float, out: list[Send]) -> None:
         a_invite = call.a_invite
         local = self.local(target.addr)
         frm = a_invite.from_
         assert frm is not None
-        peer = self.peers.get(target.peer)
-        source = self.peers.get(call.source_peer)
+        peer = call.peers.get(target.peer)
+        source = call.peers.get(call.source_peer)
         inbound = source.rewrite.inbound if source is not None else ()
         outbound = peer.rewrite.outbound if peer is not None else ()
 
@@ -420,10 +461,14 @@ class B2BUA:
         else:
             self._fail(call, 408, now, out)
 
-    def _fail(self, call: Call, status: int, now: float, out: list[Send]) -> None:
+    def _fail(
+        self, call: Call, status: int, now: float, out: list[Send],
+        headers: list[Header] | None = None,
+    ) -> None:  # fmt: skip
         if not call.a_final_sent:
             call.a_final_sent = True
-            self._respond(call.a_key, call.a_invite, status, now, out, to_tag=call.a.local_tag)
+            self._respond(call.a_key, call.a_invite, status, now, out, to_tag=call.a.local_tag,
+                          headers=headers)  # fmt: skip
         self.stats["failed"] += 1
         self._end(call, now, f"failed {status}")
 
@@ -437,6 +482,9 @@ class B2BUA:
             if leg is not None:
                 self.dialogs.pop((leg.call_id, leg.local_tag), None)
         self.calls.discard(call)
+        held, call.held = call.held, []
+        for name in held:
+            self.limits.release(name)
         if call.a_key is not None and call.a_final_sent:
             self.invites.pop(call.a_key, None)
         if self.on_call_end is not None:
@@ -627,7 +675,7 @@ class B2BUA:
             return
         # a failure: retry elsewhere, or pass the callee's answer back
         self.dialogs.pop((leg.call_id, leg.local_tag), None)
-        peer = self.peers.get(call.b_peer or "")
+        peer = call.peers.get(call.b_peer or "")
         failover_on = getattr(peer, "failover_on", (408, 500, 502, 503, 504))
         if status in failover_on and call.targets:
             log.info("call %s: %d from %s, trying next", call.a.call_id, status, call.b_peer)
@@ -795,6 +843,10 @@ def _strip_tag(value: str) -> str:
     )
     disp = f"{na.display} " if na.display else ""
     return f"{disp}<{na.uri}>{params}"
+
+
+def _retry_after(refusal: Refusal) -> list[Header]:
+    return [("Retry-After", str(refusal.retry_after))]
 
 
 def _map_failure(status: int) -> int:

@@ -1,6 +1,20 @@
-"""Pure routing decisions: (request, source peer, config) -> ordered candidates or a rejection."""
+"""Pure routing decisions: (request, source peer, config) -> ordered candidates or a rejection;
+per-peer call limits (sans-I/O accounting)."""
 
+from .limits import Limits, LimitStore, MemoryLimitStore, PeerCounters, Refusal
 from .numbers import DidTable, called_number, rewrite
 from .router import Decision, Router, Target
 
-__all__ = ["Decision", "DidTable", "Router", "Target", "called_number", "rewrite"]
+__all__ = [
+    "Decision",
+    "DidTable",
+    "LimitStore",
+    "Limits",
+    "MemoryLimitStore",
+    "PeerCounters",
+    "Refusal",
+    "Router",
+    "Target",
+    "called_number",
+    "rewrite",
+]

@@ -121,3 +121,10 @@ def cancel(n: int = 1) -> bytes:
         f"Call-ID: call{n}@127.0.0.2\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
+
+
+def answer_with(request: Request, status: int, header: str) -> bytes:
+    """A final response to ``request`` carrying one extra header line (a challenge...)."""
+    return answer(request, status).replace(
+        b"Content-Length:", header.encode() + b"\r\nContent-Length:"
+    )

@@ -3,18 +3,22 @@ races, answers from abandoned attempts, glare. No sockets, no sleeps."""
 
 from __future__ import annotations
 
+import pytest
 from peers import (
     OPERATOR,
     PBX1,
     PBX2,
     Bench,
     answer,
+    answer_with,
     cancel,
     in_dialog,
     invite,
     requests,
     responses,
 )
+
+from pkiss.sip.digest import parse_credentials, verify
 
 
 def _statuses(sends: list, dest: object = OPERATOR) -> list[int]:
@@ -110,3 +114,49 @@ def test_bye_from_the_caller_ends_both_legs() -> None:
     assert not bench.core.calls
     bench.feed(answer(bye, 200), PBX1)
     assert bench.advance(100.0) == [] and len(bench.core.layer) == 0
+
+
+AUTH_CONFIG = """
+sbc: {listen: [udp:127.0.0.1:5060]}
+peers:
+  operator:
+    role: carrier
+    hosts: [127.0.0.2:5060]
+    auth: {username: "0123456789", password: "secret"}
+    health: false
+  pbx: {role: pbx, hosts: [127.0.0.3:5060], dids: ["+331*"], health: false}
+routes: [{prefix: "", via: [operator]}]
+"""
+
+
+def _outbound_invite() -> bytes:
+    return (
+        invite(7, called="+442071234567")
+        .replace(b"127.0.0.2:5060;branch", b"127.0.0.3:5060;branch")
+        .replace(b"@127.0.0.2", b"@127.0.0.3")
+    )
+
+
+@pytest.mark.parametrize(("status", "challenge", "answer"), [
+    (407, "Proxy-Authenticate", "proxy-authorization"),
+    (401, "WWW-Authenticate", "authorization"),
+])  # fmt: skip
+def test_carrier_challenge_is_answered_with_the_peers_credentials(
+    status: int, challenge: str, answer: str
+) -> None:
+    bench = Bench(AUTH_CONFIG)
+    (first,) = requests(bench.feed(_outbound_invite(), PBX1), OPERATOR, "INVITE")
+    challenged = answer_with(first, status, f'{challenge}: Digest realm="carrier", nonce="n1"')
+    out = bench.feed(challenged, OPERATOR)
+    assert requests(out, OPERATOR, "ACK"), "the challenge is acknowledged"
+    (second,) = requests(out, OPERATOR, "INVITE")
+    assert second.call_id == first.call_id
+    assert second.cseq and first.cseq and second.cseq.seq == first.cseq.seq + 1
+    assert second.top_via and first.top_via and second.top_via.branch != first.top_via.branch
+    creds = parse_credentials(second.header(answer) or "")
+    assert creds.username == "0123456789" and creds.uri == second.uri_text
+    assert verify(creds, "secret", "INVITE")
+    assert not responses(out, PBX1), "the PBX never sees the challenge"
+    again = bench.feed(answer_with(second, status, f'{challenge}: Digest realm="c", nonce="n2"'),
+                       OPERATOR)  # fmt: skip
+    assert [r.status for r in responses(again, PBX1)] == [403], "a second challenge: refused"

@@ -46,6 +46,7 @@ class Call:
     # reliable provisionals sent to the A-leg and not PRACKed yet (RFC 3262 §3):
     # A-leg RSeq -> [response, retransmit interval, next retransmission at, give up at]
     unacked_1xx: dict[int, list[Any]] = field(default_factory=dict)
+    auth_tried: bool = False  # answered the B-leg's 401/407 once for the current target
     late_ack: Leg | None = None  # the leg whose ACK waits for the other side's (SDP answer)
     late_ack_cseq: int = 0
     reinvite_pending: set[str] = field(default_factory=set)

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..health import HealthMonitor
 from ..routing import Limits, Refusal, Router, Target, rewrite
+from ..sip.digest import authorization, parse_challenge
 from ..sip.errors import ParseError
 from ..sip.headers import NameAddr, parse_name_addr
 from ..sip.ids import new_branch, new_call_id, new_tag
@@ -437,6 +438,7 @@ class B2BUA:
             max_forwards=(max_forwards - 1) if max_forwards is not None else 69,
         )
         call.b = b
+        call.auth_tried = False
         call.b_invite = invite
         call.b_peer = target.peer
         call.state = "routing"
@@ -673,15 +675,55 @@ class B2BUA:
                     headers=self._answer_headers(call.a, response), body=response.body,
                 )  # fmt: skip
             return
-        # a failure: retry elsewhere, or pass the callee's answer back
-        self.dialogs.pop((leg.call_id, leg.local_tag), None)
+        # a failure: answer a challenge, retry elsewhere, or pass the callee's answer back
         peer = call.peers.get(call.b_peer or "")
+        if status in (401, 407) and self._authenticate(call, leg, peer, response, now, out):
+            return
+        self.dialogs.pop((leg.call_id, leg.local_tag), None)
         failover_on = getattr(peer, "failover_on", (408, 500, 502, 503, 504))
         if status in failover_on and call.targets:
             log.info("call %s: %d from %s, trying next", call.a.call_id, status, call.b_peer)
             self._try_next(call, now, out)
             return
         self._fail(call, _map_failure(status), now, out)
+
+    def _authenticate(
+        self, call: Call, leg: Leg, peer: Any, response: Response, now: float, out: list[Send]
+    ) -> bool:
+        """Answer a carrier's 401/407 with the peer's ``auth`` credentials (RFC 3261 §22.2):
+        the same INVITE again, CSeq + 1, a new branch, Authorization or Proxy-Authorization.
+        Once per target: a second challenge is a refusal."""
+        credentials = getattr(peer, "auth", None)
+        previous = call.b_invite
+        if credentials is None or call.auth_tried or previous is None:
+            return False
+        proxy = response.status == 407
+        value = response.header("proxy-authenticate" if proxy else "www-authenticate")
+        try:
+            challenge = parse_challenge(value or "")
+            answer = authorization(
+                challenge, credentials.username, credentials.password, "INVITE",
+                leg.remote_target, new_tag(),
+            )  # fmt: skip
+        except ParseError as exc:
+            log.info("call %s: cannot answer %s's challenge: %s", call.a.call_id, leg.peer,
+                     exc.reason)  # fmt: skip
+            return False
+        call.auth_tried = True
+        own = {"via", "max-forwards", "from", "to", "call-id", "cseq", "route", "contact",
+               "content-length", "authorization", "proxy-authorization"}  # fmt: skip
+        headers = [h for h in previous.headers if h[0].lower() not in own]
+        headers.append(("Proxy-Authorization" if proxy else "Authorization", answer))
+        invite = leg.request(
+            "INVITE", headers=headers, body=previous.body,
+            max_forwards=previous.max_forwards or 70,
+        )  # fmt: skip
+        call.b_invite = invite
+        call.state = "routing"
+        timeout = float(getattr(peer, "setup_timeout", 3.0) or 3.0)
+        self._schedule(call, now + timeout)
+        call.b_key = self._send_request(invite, leg.dest, "invite", call, leg, now, out)
+        return True
 
     def _answer_headers(self, a: Leg, response: Response) -> list[Header]:
         headers: list[Header] = [("Contact", a.local.contact), ("Allow", ALLOW)]

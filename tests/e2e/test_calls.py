@@ -280,3 +280,17 @@ def _free_v6_port() -> int:
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
         s.bind(("::1", 0))
         return int(s.getsockname()[1])
+
+
+def test_carrier_challenge_answered_with_configured_credentials(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    def carrier_auth(config: dict[str, Any]) -> None:
+        config["peers"]["operator"]["auth"] = {"username": "0123456789", "password": "secret"}
+
+    net = Net(sipp_factory, sbc_factory, patch=carrier_auth)
+    operator = net.operator_uas("uas_auth", calls=2)  # 401, then checks the credentials
+    pbx = net.pbx_uac("uac_basic", calls=2)  # the PBX never sees the challenge
+    _both(pbx, operator, 2)
+    assert "401" not in pbx.messages()
+    assert "Authorization: Digest" in operator.messages()

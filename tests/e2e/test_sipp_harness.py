@@ -39,10 +39,15 @@ PAIRS = [
     ("uas_reinvite_recv", "uac_reinvite"),
     ("uas_reinvite_send", "uac_reinvite_recv"),
     ("uas_basic", "uac_lossy"),
+    ("uas_auth", "uac_auth"),
 ]
 CASES = [pytest.param(uas, uac, "u1", id=f"{uac}-udp") for uas, uac in PAIRS] + [
     pytest.param(uas, uac, "t1", id=f"{uac}-tcp") for uas, uac in PAIRS
 ]
+
+
+# Options a UAC scenario needs beyond the common ones.
+UAC_ARGS = {"uac_auth": ("-au", "0123456789", "-ap", "secret")}
 
 
 def run_pair(
@@ -65,6 +70,7 @@ def run_pair(
         calls=calls,
         rate=20,
         pause_ms=100,
+        extra_args=UAC_ARGS.get(Path(uac_scenario).stem, ()),
     ).start()
     return uas, uac
 

@@ -201,10 +201,16 @@ class B2BUA:
     def _run(
         self, outputs: list[TransactionOutput], peer: Any, now: float, out: list[Send]
     ) -> None:
+        # What the transaction layer sends by itself (100 Trying, the ACK of a non-2xx) leaves
+        # before what the TU does about the same message (a peer may insist on that order).
+        events = []
         for o in outputs:
             if isinstance(o, Send):
                 out.append(o)
-            elif isinstance(o, RequestReceived):
+            else:
+                events.append(o)
+        for o in events:
+            if isinstance(o, RequestReceived):
                 self._on_request(o.request, o.source, o.key, peer, now, out)
             elif isinstance(o, ResponseReceived):
                 self._on_response(o.response, o.key, now, out)

@@ -294,3 +294,19 @@ def test_carrier_challenge_answered_with_configured_credentials(
     _both(pbx, operator, 2)
     assert "401" not in pbx.messages()
     assert "Authorization: Digest" in operator.messages()
+
+
+def test_caller_id_enforced_on_calls_from_the_pbx(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    def enforce(config: dict[str, Any]) -> None:
+        config["peers"]["pbx"]["caller_id"] = "enforce"
+
+    net = Net(sipp_factory, sbc_factory, patch=enforce)
+    operator = net.operator_uas("uas_basic", calls=1)
+    own = net.pbx_uac("uac_basic", calls=1, caller=CALLED)  # one of the PBX's DIDs
+    _both(own, operator, 1)
+    spoofed = net.pbx_uac("uac_basic", calls=1, caller="+33987000000", extra_args=["-nr"])
+    assert spoofed.wait() != 0
+    assert "SIP/2.0 403 " in spoofed.messages()
+    assert operator.stats()["SuccessfulCall(C)"] == 1, "the spoofed call never reached it"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from ..sip.errors import ParseError
+from ..sip.headers import parse_name_addr
 from ..sip.message import Request
 from ..sip.uri import SipURI, TelURI, unescape
 
@@ -95,3 +97,29 @@ def called_number(request: Request) -> str:
     if "-" in number or "." in number or "(" in number:
         number = number.translate({ord(c): None for c in "-.() "})
     return number
+
+
+def _number_of(uri: object) -> str | None:
+    if isinstance(uri, TelURI):
+        return uri.number
+    if isinstance(uri, SipURI) and uri.user is not None:
+        return unescape(uri.user).split(";", 1)[0]
+    return None
+
+
+def calling_numbers(request: Request) -> list[str]:
+    """The numbers a request presents as its caller: From and every P-Asserted-Identity."""
+    out: list[str] = []
+    frm = request.from_
+    if frm is not None:
+        number = _number_of(frm.uri)
+        if number:
+            out.append(number)
+    for value in request.values("p-asserted-identity"):
+        try:
+            number = _number_of(parse_name_addr(value).uri)
+        except ParseError:
+            continue
+        if number:
+            out.append(number)
+    return out

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from ..sip.message import Request
 from ..sip.transaction import Addr
-from .numbers import DidTable, RuleLike, called_number, rewrite
+from .numbers import DidTable, RuleLike, called_number, calling_numbers, rewrite
 
 __all__ = ["Decision", "Router", "Target"]
 
@@ -155,6 +155,11 @@ class Router:
             if everyone and not targets:
                 return _unavailable(number)
             return Decision(tuple(targets), number=number)
+        if getattr(source, "caller_id", "off") == "enforce":
+            for caller in calling_numbers(request):
+                if self._dids.owner(rewrite(source.rewrite.inbound, caller)) != source.name:
+                    # the PBX presents a number that is not one of its own
+                    return Decision(reject=403, reason="Forbidden", number=number)
         table = (
             self._routes
             if source.routes is None

@@ -9,7 +9,6 @@ parser; a request that does not parse gets its 400 (when it can be addressed); t
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from .b2bua import B2BUA, LocalAddress
 from .health import HealthMonitor
 from .routing import Router
+from .routing.attribution import PeerIndex
 from .sip.errors import ParseError
 from .sip.ids import new_tag
 from .sip.message import Message, Request, make_response, stamp_received
@@ -25,38 +25,9 @@ from .sip.sanity import salvage_response
 from .sip.transaction import Addr, Send
 from .transport import TcpTransport, UdpTransport
 
-__all__ = ["Engine", "PeerIndex"]
+__all__ = ["Engine", "PeerIndex"]  # PeerIndex: routing.attribution, kept here for callers
 
 log = logging.getLogger("pkiss.engine")
-
-
-class PeerIndex:
-    """Who a source address is: exact addresses in a dict, networks scanned after."""
-
-    def __init__(self, peers: Any) -> None:
-        self._exact: dict[str, list[tuple[int | None, Any]]] = {}
-        self._networks: list[tuple[Any, int | None, Any]] = []
-        for peer in peers.values():
-            for source in peer.match_sources:
-                net = source.network
-                if net.num_addresses == 1:
-                    host = str(net.network_address)
-                    self._exact.setdefault(host, []).append((source.port, peer))
-                else:
-                    self._networks.append((net, source.port, peer))
-        for entries in self._exact.values():
-            entries.sort(key=lambda e: e[0] is None)  # a port-specific match first
-
-    def match(self, addr: Addr) -> Any:
-        for port, peer in self._exact.get(addr.host, ()):
-            if port is None or port == addr.port:
-                return peer
-        if self._networks:
-            ip = ipaddress.ip_address(addr.host)
-            for net, port, peer in self._networks:
-                if ip in net and (port is None or port == addr.port):
-                    return peer
-        return None
 
 
 class Engine:
@@ -114,8 +85,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------ inbound
     def on_datagram(self, data: bytes, source: Addr) -> None:
-        peer = self.peers.match(source)
-        if peer is None and self.config.security.unknown_sources == "drop":
+        if self.peers.match(source) is None and self.config.security.unknown_sources == "drop":
             self.dropped += 1
             return
         if len(data) <= 4 and not data.strip():
@@ -125,17 +95,16 @@ class Engine:
         except ParseError as exc:
             self._bad_message(data, exc, source)
             return
-        self.dispatch(message, source, peer)
+        self.dispatch(message, source, self.peers.identify(source, message))
 
     def on_stream_message(self, item: Message | ParseError, source: Addr) -> None:
-        peer = self.peers.match(source)
-        if peer is None and self.config.security.unknown_sources == "drop":
+        if self.peers.match(source) is None and self.config.security.unknown_sources == "drop":
             self.dropped += 1
             return
         if isinstance(item, ParseError):
             log.info("malformed message from %s: %s", source, item.reason)
             return
-        self.dispatch(item, source, peer)
+        self.dispatch(item, source, self.peers.identify(source, item))
 
     def _bad_message(self, data: bytes, exc: ParseError, source: Addr) -> None:
         log.info("malformed message from %s: %s", source, exc.reason)

@@ -40,6 +40,7 @@ PAIRS = [
     ("uas_reinvite_send", "uac_reinvite_recv"),
     ("uas_basic", "uac_lossy"),
     ("uas_auth", "uac_auth"),
+    ("uas_basic", "uac_tenant"),
 ]
 CASES = [pytest.param(uas, uac, "u1", id=f"{uac}-udp") for uas, uac in PAIRS] + [
     pytest.param(uas, uac, "t1", id=f"{uac}-tcp") for uas, uac in PAIRS
@@ -47,7 +48,10 @@ CASES = [pytest.param(uas, uac, "u1", id=f"{uac}-udp") for uas, uac in PAIRS] + 
 
 
 # Options a UAC scenario needs beyond the common ones.
-UAC_ARGS = {"uac_auth": ("-au", "0123456789", "-ap", "secret")}
+UAC_ARGS = {
+    "uac_auth": ("-au", "0123456789", "-ap", "secret"),
+    "uac_tenant": ("-key", "tenant", "acme"),
+}
 
 
 def run_pair(

@@ -41,6 +41,7 @@ PAIRS = [
     ("uas_basic", "uac_lossy"),
     ("uas_auth", "uac_auth"),
     ("uas_basic", "uac_tenant"),
+    ("uas_auth407", "uac_auth407"),
 ]
 CASES = [pytest.param(uas, uac, "u1", id=f"{uac}-udp") for uas, uac in PAIRS] + [
     pytest.param(uas, uac, "t1", id=f"{uac}-tcp") for uas, uac in PAIRS
@@ -51,6 +52,7 @@ CASES = [pytest.param(uas, uac, "u1", id=f"{uac}-udp") for uas, uac in PAIRS] + 
 UAC_ARGS = {
     "uac_auth": ("-au", "0123456789", "-ap", "secret"),
     "uac_tenant": ("-key", "tenant", "acme"),
+    "uac_auth407": ("-au", "acme", "-ap", "pw"),
 }
 
 

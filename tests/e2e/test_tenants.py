@@ -87,3 +87,44 @@ def test_outbound_calls_are_attributed_by_tenant_header_and_sealed(
     assert "SIP/2.0 403 " in spoof.messages()
     operator.check()
     assert "X-Tenant" not in operator.messages(), "the tenant header never reaches a carrier"
+
+
+def test_tenants_told_apart_by_digest_username(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    sbc_port, op_port, pbx_port = free_port(), free_port(OPERATOR), free_port(PBX)
+
+    def tenant(name: str, dids: str) -> dict[str, Any]:
+        peer = _tenant(name, pbx_port, dids)
+        peer["match"] = {"source": [PBX], "username": name}
+        peer["password"] = f"pw-{name}"
+        return peer
+
+    sbc_factory({
+        "sbc": {"listen": [f"udp:127.0.0.1:{sbc_port}"]},
+        "peers": {
+            "operator": {"role": "carrier", "hosts": [f"{OPERATOR}:{op_port}"], "health": False},
+            "acme": tenant("acme", "+3314*"),
+            "globex": tenant("globex", "+3315*"),
+        },
+        "routes": [{"prefix": "", "via": ["operator"]}],
+    })  # fmt: skip
+    operator = sipp_factory("uas_basic", local_ip=OPERATOR, local_port=op_port, calls=2).start()
+
+    def call(user: str, password: str, caller: str) -> Sipp:
+        return sipp_factory(
+            "uac_auth407", local_ip=PBX, local_port=pbx_port, remote=("127.0.0.1", sbc_port),
+            service="+442071234567", caller=caller, calls=1,
+            extra_args=["-au", user, "-ap", password, "-nr"],
+        ).start()  # fmt: skip
+
+    call("acme", "pw-acme", "+33140000001").check()  # 407, then acme's credentials: through
+    call("globex", "pw-globex", "+33150000002").check()
+    wrong = call("acme", "not-the-password", "+33140000001")
+    assert wrong.wait() != 0, "wrong credentials are challenged again, never let through"
+    spoof = call("acme", "pw-acme", "+33150000002")  # acme presenting globex's number
+    assert spoof.wait() != 0
+    assert "SIP/2.0 403 " in spoof.messages()
+    operator.check()
+    operator_log = operator.messages()
+    assert "Proxy-Authorization" not in operator_log and "acme" not in operator_log

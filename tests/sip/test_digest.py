@@ -69,3 +69,15 @@ def test_unknown_algorithm_never_verifies() -> None:
         'Digest username="u", realm="r", nonce="n", uri="sip:r", response="00", algorithm=SHA-1'
     )
     assert not verify(creds, "p", "INVITE")
+
+
+def test_nonces_are_ours_and_expire() -> None:
+    from pkiss.sip.digest import Nonces
+
+    nonces = Nonces(b"k" * 32, lifetime=300)
+    nonce = nonces.issue(1000.0)
+    assert nonces.check(nonce, 1100.0) == "valid"
+    assert nonces.check(nonce, 1301.0) == "stale"
+    assert nonces.check(nonce.replace(".", ".0"), 1100.0) == "invalid"
+    assert nonces.check("garbage", 1100.0) == "invalid"
+    assert Nonces(b"x" * 32).check(nonce, 1100.0) == "invalid", "another secret: not ours"

@@ -31,12 +31,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 from ..health import HealthMonitor
 from ..routing import Limits, Refusal, Router, Target, rewrite
-from ..sip.digest import authorization, parse_challenge
+from ..sip.digest import Nonces, authorization, parse_challenge, parse_credentials, verify
+from ..sip.digest import challenge as digest_challenge
 from ..sip.errors import ParseError
 from ..sip.headers import NameAddr, parse_name_addr
 from ..sip.ids import new_branch, new_call_id, new_tag
@@ -113,6 +115,7 @@ class B2BUA:
         limits: Limits | None = None,
     ) -> None:
         timers = timers or Timers()
+        self.nonces = Nonces(os.urandom(32))
         self.layer = layer if layer is not None else TransactionLayer(timers)
         self.t1 = timers.t1
         self.router = router
@@ -307,6 +310,8 @@ class B2BUA:
         if peer is None:
             self._respond(key, request, 403, now, out)
             return
+        if peer.match.username and not self._authenticated(request, source, key, peer, now, out):
+            return
         down = self.monitor.down if self.monitor is not None else ()
         decision = self.router.route(request, peer, next(self._turn), down)
         if decision.reject is not None:
@@ -359,6 +364,43 @@ class B2BUA:
         if key is not None:
             self.invites[key] = call
         self._try_next(call, now, out)
+
+    def _authenticated(
+        self, request: Request, source: Addr, key: str | None, peer: Any, now: float,
+        out: list[Send],
+    ) -> bool:  # fmt: skip
+        """A peer known by its digest username proves it (RFC 3261 §22.3): a request without
+        valid credentials gets 407 with a challenge (MD5 first, which every peer speaks, then
+        SHA-256, RFC 8760); an expired nonce with the right password gets ``stale=true``."""
+        # one realm for every peer at that source: the challenge is made before the SBC
+        # knows which tenant it speaks to (the credentials tell)
+        realm = self.local(source).host
+        stale = False
+        value = request.header("proxy-authorization")
+        if value is not None:
+            try:
+                creds = parse_credentials(value)
+            except ParseError:
+                creds = None
+            if (
+                creds is not None
+                and creds.username == peer.match.username
+                and (creds.realm == realm)
+            ):
+                state = self.nonces.check(creds.nonce, now)
+                good = verify(creds, peer.password or "", request.method)
+                if good and state == "valid":
+                    return True
+                stale = good and state == "stale"
+            log.info("%s from %s: credentials refused for peer %s", request.method, source,
+                     peer.name)  # fmt: skip
+        nonce = self.nonces.issue(now)
+        challenges: list[Header] = [
+            ("Proxy-Authenticate", digest_challenge(realm, nonce, algorithm, stale=stale))
+            for algorithm in ("MD5", "SHA-256")
+        ]
+        self._respond(key, request, 407, now, out, headers=challenges)
+        return False
 
     def _try_next(self, call: Call, now: float, out: list[Send]) -> None:
         """Send the INVITE to the next target with room under its peer's limits, or give up

@@ -3,7 +3,8 @@
 By source address and port first (a port-specific match beats an address-only one); when
 several peers share that source (tenants of one multi-tenant PBX), by the tenant header their
 ``match.header`` names, then by domain (the host of From, To or the Request-URI against
-``match.domain``/``domain``). The config refuses peers that cannot be told apart. A response
+``match.domain``/``domain``), then by the digest username of the credentials the B2BUA
+challenges for. The config refuses peers that cannot be told apart. A response
 needs no attribution beyond its source: it is matched to its transaction.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ..sip.digest import parse_credentials
+from ..sip.errors import ParseError
 from ..sip.message import Message, Request
 from ..sip.transaction import Addr
 from ..sip.uri import SipURI
@@ -77,6 +80,15 @@ class PeerIndex:
             domain = peer.match_domain
             if domain is not None and domain.lower() in hosts:
                 return peer
+        with_username = [p for p in found if p.match.username]
+        if with_username:
+            # digest username: the B2BUA challenges a request without credentials (407) and
+            # checks the password of the peer the credentials name
+            username = _credentials_username(message)
+            for peer in with_username:
+                if peer.match.username == username:
+                    return peer
+            return with_username[0]
         # the one peer that asks for nothing more, if there is exactly one
         plain = [p for p in found if not p.match.header and p.match_domain is None]
         return plain[0] if len(plain) == 1 else None
@@ -87,6 +99,16 @@ def _starts_a_call(message: Message) -> bool:
         return False
     to = message.to
     return to is None or not to.tag
+
+
+def _credentials_username(request: Request) -> str | None:
+    value = request.header("proxy-authorization") or request.header("authorization")
+    if value is None:
+        return None
+    try:
+        return parse_credentials(value).username
+    except ParseError:
+        return None
 
 
 def _hosts(request: Request) -> set[str]:

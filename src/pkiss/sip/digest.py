@@ -165,3 +165,34 @@ def verify(creds: Credentials, password: str, method: str) -> bool:
     except ParseError:
         return False
     return hmac.compare_digest(expected, creds.response)
+
+
+class Nonces:
+    """Nonces the SBC issues in its own challenges: ``<time>.<HMAC>``, so a nonce needs no
+    storage and cannot be forged; valid ``lifetime`` seconds. ``now`` comes from the caller."""
+
+    def __init__(self, secret: bytes, lifetime: float = 300.0) -> None:
+        self._secret = secret
+        self.lifetime = lifetime
+
+    def _mac(self, stamp: str) -> str:
+        return hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def issue(self, now: float) -> str:
+        stamp = f"{int(now * 1000):x}"
+        return f"{stamp}.{self._mac(stamp)}"
+
+    def check(self, nonce: str, now: float) -> str:
+        """``"valid"``, ``"stale"`` (ours but too old: challenge again with stale=true) or
+        ``"invalid"``."""
+        stamp, dot, mac = nonce.partition(".")
+        if not dot or not hmac.compare_digest(mac, self._mac(stamp)):
+            return "invalid"
+        try:
+            issued = int(stamp, 16) / 1000
+        except ValueError:
+            return "invalid"
+        return "valid" if 0 <= now - issued <= self.lifetime else "stale"
+
+
+__all__ += ["Nonces"]

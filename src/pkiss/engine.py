@@ -15,6 +15,7 @@ from typing import Any
 
 from .b2bua import B2BUA, LocalAddress
 from .health import HealthMonitor
+from .registration import Registrations
 from .routing import Router
 from .routing.attribution import PeerIndex
 from .sip.errors import ParseError
@@ -64,6 +65,8 @@ class Engine:
             log.info("listening on %s:%s:%d", ep.transport, ep.host, transport.port)
         # OPTIONS probes of the peers' hosts; the timer is armed now: no packet may ever come
         self.b2bua.monitor = HealthMonitor(self.config.peers, loop.time())
+        # REGISTERs to the carriers with ``register``: the first ones are due now
+        self.b2bua.use_registrations(Registrations(self.config.peers, loop.time()))
         self._arm()
 
     def close(self) -> None:
@@ -81,6 +84,11 @@ class Engine:
         monitor = self.b2bua.monitor
         if monitor is not None and self._loop is not None:
             monitor.rebuild(config.peers, self._loop.time())
+        registrations = self.b2bua.registrations
+        if registrations is not None and self._loop is not None:
+            registrations.rebuild(config.peers, self._loop.time())
+            self.b2bua.use_registrations(registrations)
+        if self._loop is not None:
             self._arm()
 
     # ------------------------------------------------------------------------------ inbound

@@ -20,6 +20,9 @@ Decisions and their RFC grounds:
   User-Agent; any final response but 408 proves the host alive, a 408 or no final response
   within the peer's ``health.timeout`` does not. Probe responses never reach call logic; the
   router gets the monitor's ``down`` set with every new call.
+- Outbound registration (with ``Registrations``, RFC 3261 §10): each binding's next REGISTER
+  is a "register" timer; its client transactions are kept in ``registers``, apart from the
+  calls', and their final responses (or timeouts) go to the registrations only.
 - Limits (``peers.*.limits``): a call counts once against its source peer, checked before any
   B-leg exists (over: 503 with Retry-After), and once against each target peer it is sent to,
   checked per candidate (a full target is skipped like a failed one; none with room: 503 with
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..health import HealthMonitor
+from ..registration import Binding, Registrations
 from ..routing import Limits, Refusal, Router, Target, rewrite
 from ..sip.digest import Nonces, authorization, parse_challenge, parse_credentials, verify
 from ..sip.digest import challenge as digest_challenge
@@ -129,6 +133,8 @@ class B2BUA:
         # per-peer call counters, keyed by peer name: they outlive any reload
         self.limits = limits if limits is not None else Limits()
         self.probes: dict[str, Addr] = {}  # OPTIONS probe client transaction -> host
+        self.registrations: Registrations | None = None
+        self.registers: dict[str, Binding] = {}  # REGISTER client transaction -> binding
         # (deadline, seq, kind, Call | probe key): "setup" and "1xx" carry a Call
         self._timers: list[tuple[float, int, str, Any]] = []
         self._seq = itertools.count()
@@ -166,6 +172,8 @@ class B2BUA:
                 self._retransmit_1xx(call, now, out)
             elif kind == "probe":
                 self._probe_timed_out(call, now)
+            elif kind == "register" and call.next_at is not None and call.next_at <= now:
+                self._register(call, now, out)
         monitor = self.monitor
         if monitor is not None:
             for _, addr in monitor.due(now):
@@ -196,6 +204,8 @@ class B2BUA:
         deadline, _, kind, call = entry
         if kind == "probe":
             return call not in self.probes
+        if kind == "register":
+            return not call.active or call.next_at != deadline
         c: Call = call
         if kind == "1xx":
             return c.ended or c.a_final_sent or not c.unacked_1xx
@@ -662,6 +672,11 @@ class B2BUA:
     ) -> None:
         if key is None:
             return  # a stray 2xx: the layer re-sends our ACK when it has one
+        registers = self.registers
+        if registers and key in registers:
+            if response.status >= 200:
+                self._registered(registers.pop(key), response, now, out)
+            return
         probes = self.probes
         if probes and key in probes:
             if response.status >= 200:
@@ -866,6 +881,12 @@ class B2BUA:
         if key in self.probes:
             self._probe_timed_out(key, now)
             return
+        binding = self.registers.pop(key, None)
+        if binding is not None:
+            if self.registrations is not None:
+                self.registrations.on_timeout(binding, now)
+            self._schedule_register(binding)
+            return
         entry = self.clients.pop(key, None)
         if entry is None:
             return
@@ -923,6 +944,44 @@ class B2BUA:
         addr = self.probes.pop(key, None)
         if addr is not None and self.monitor is not None:
             self.monitor.result(addr, False, now)
+
+    # ---------------------------------------------------------------------- registrations
+    def use_registrations(self, registrations: Registrations | None) -> None:
+        """Drive these registrations (built at start, rebuilt on reload): every binding's
+        next REGISTER gets a "register" timer."""
+        self.registrations = registrations
+        if registrations is not None:
+            for binding in registrations.bindings.values():
+                self._schedule_register(binding)
+
+    def _schedule_register(self, binding: Binding) -> None:
+        if binding.active and binding.next_at is not None:
+            heapq.heappush(self._timers, (binding.next_at, next(self._seq), "register", binding))
+
+    def _register(self, binding: Binding, now: float, out: list[Send]) -> None:
+        """Send the binding's next REGISTER in a client transaction of its own: its
+        responses go to the registrations, never to call logic."""
+        regs = self.registrations
+        if regs is None or not binding.active or binding.next_at is None:
+            return
+        local = self.local(binding.addr)
+        via = local.via(new_branch())
+        request = regs.request(binding, local.contact, via)
+        key, outputs = self.layer.request(request, binding.addr, now)
+        self.registers[key] = binding
+        for o in outputs:  # a new client transaction only ever asks to send
+            if isinstance(o, Send):
+                out.append(o)
+
+    def _registered(self, binding: Binding, response: Response, now: float,
+                    out: list[Send]) -> None:  # fmt: skip
+        regs = self.registrations
+        if regs is None:
+            return
+        if regs.on_response(binding, response, now):
+            self._register(binding, now, out)
+        else:
+            self._schedule_register(binding)
 
 
 def _strip_tag(value: str) -> str:

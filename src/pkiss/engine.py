@@ -92,8 +92,47 @@ class Engine:
             self._arm()
 
     # ------------------------------------------------------------------------------ inbound
+    def _known(self, source: Addr) -> bool:
+        """The cheap check before parsing: a peer's source, or the source of the current
+        registration of a PBX with ``hosts: registered``."""
+        if self.peers.match(source) is not None:
+            return True
+        return bool(self.b2bua.registrar.peer_at(source, self._now()))
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
+
+    def _early_drop(self, source: Addr) -> bool:
+        """Unknown sources are dropped before parsing, unless a registered PBX may be
+        speaking (its REGISTER comes from anywhere: it is parsed and checked after)."""
+        if self.config.security.unknown_sources != "drop" or self.peers.registered:
+            return False
+        return not self._known(source)
+
+    def _attribute(self, source: Addr, message: Message) -> Any:
+        """The peer of a message, or None; with registered PBXs configured, an unknown source
+        gets only as far as the registrar's digest check with a REGISTER (or an INVITE with
+        the credentials of a registered PBX): anything else from it is dropped as before."""
+        peer = self.peers.identify(source, message)
+        if peer is not None or not self.peers.registered:
+            return peer
+        name = self.b2bua.registrar.peer_at(source, self._now())
+        if name is not None:
+            return self.config.peers.get(name)
+        return None
+
+    def _late_drop(self, source: Addr, message: Message, peer: Any) -> bool:
+        if peer is not None or not self.peers.registered:
+            return False
+        if isinstance(message, Request) and message.method == "REGISTER":
+            return False  # the registrar challenges it
+        if self.config.security.unknown_sources == "drop" and not self._known(source):
+            self.dropped += 1
+            return True
+        return False
+
     def on_datagram(self, data: bytes, source: Addr) -> None:
-        if self.peers.match(source) is None and self.config.security.unknown_sources == "drop":
+        if self._early_drop(source):
             self.dropped += 1
             return
         if len(data) <= 4 and not data.strip():
@@ -101,18 +140,27 @@ class Engine:
         try:
             message = parse_datagram(data, self.config.security.max_message_bytes)
         except ParseError as exc:
+            if self.peers.registered and not self._known(source):
+                self.dropped += 1  # no answer to garbage from an unknown source
+                return
             self._bad_message(data, exc, source)
             return
-        self.dispatch(message, source, self.peers.identify(source, message))
+        peer = self._attribute(source, message)
+        if self._late_drop(source, message, peer):
+            return
+        self.dispatch(message, source, peer)
 
     def on_stream_message(self, item: Message | ParseError, source: Addr) -> None:
-        if self.peers.match(source) is None and self.config.security.unknown_sources == "drop":
+        if self._early_drop(source):
             self.dropped += 1
             return
         if isinstance(item, ParseError):
             log.info("malformed message from %s: %s", source, item.reason)
             return
-        self.dispatch(item, source, self.peers.identify(source, item))
+        peer = self._attribute(source, item)
+        if self._late_drop(source, item, peer):
+            return
+        self.dispatch(item, source, peer)
 
     def _bad_message(self, data: bytes, exc: ParseError, source: Addr) -> None:
         log.info("malformed message from %s: %s", source, exc.reason)
@@ -124,7 +172,8 @@ class Engine:
         assert self._loop is not None
         if isinstance(message, Request):
             message = stamp_received(message, source.host, source.port)
-        if peer is None:  # unknown_sources: reject
+        registering = isinstance(message, Request) and message.method == "REGISTER"
+        if peer is None and not (registering and self.peers.registered):  # unknown: reject
             if isinstance(message, Request) and message.method != "ACK":
                 self.transmit([Send(make_response(message, 403, to_tag=new_tag()), source)])
             return

@@ -85,6 +85,7 @@ def test_every_scenario_has_a_counterpart_here() -> None:
     on_disk = {p.stem for p in SCENARIOS.glob("*.xml")}
     covered = {name for pair in PAIRS for name in pair} | {"uac_options"}
     covered |= {"uas_registrar"}  # no UAC registers SIPp to SIPp: test_registration.py covers it
+    covered |= {"uac_register"}  # the SBC is its registrar: test_registered_pbx.py covers it
     assert on_disk == covered
 
 

@@ -41,6 +41,7 @@ from typing import Any
 from ..health import HealthMonitor
 from ..registration import Binding, Registrations
 from ..routing import Limits, Refusal, Router, Target, rewrite
+from ..routing.registrar import Registrar
 from ..sip.digest import Nonces, authorization, parse_challenge, parse_credentials, verify
 from ..sip.digest import challenge as digest_challenge
 from ..sip.errors import ParseError
@@ -135,6 +136,8 @@ class B2BUA:
         self.probes: dict[str, Addr] = {}  # OPTIONS probe client transaction -> host
         self.registrations: Registrations | None = None
         self.registers: dict[str, Binding] = {}  # REGISTER client transaction -> binding
+        # the SBC as registrar of the PBXs with ``hosts: registered``
+        self.registrar = Registrar()
         # (deadline, seq, kind, Call | probe key): "setup" and "1xx" carry a Call
         self._timers: list[tuple[float, int, str, Any]] = []
         self._seq = itertools.count()
@@ -147,6 +150,7 @@ class B2BUA:
         """New calls use the new config; calls in progress keep what they started with."""
         self.router = router
         self.peers = peers
+        self.registrar.retain({n for n, p in peers.items() if getattr(p, "registered", False)})
 
     def receive(self, message: Message, source: Addr, peer: Any, now: float) -> list[Send]:
         if isinstance(message, Request) and message.method not in ("ACK",):
@@ -300,6 +304,10 @@ class B2BUA:
             self._respond(key, request, 200, now, out, headers=self._capabilities())
         elif method in ("BYE", "PRACK", "UPDATE", "INFO"):
             self._respond(key, request, 481, now, out)
+        elif method == "REGISTER" and any(
+            getattr(p, "registered", False) for p in self.peers.values()
+        ):
+            self._on_register(request, source, key, now, out)
         elif method in _KNOWN:
             self._respond(key, request, 405, now, out, headers=[("Allow", ALLOW)])
         else:
@@ -327,6 +335,14 @@ class B2BUA:
         if decision.reject is not None:
             self._respond(key, request, decision.reject, now, out, reason=decision.reason)
             return
+        targets = list(decision.targets)
+        if decision.registered is not None:
+            binding = self.registrar.lookup(decision.registered, now)
+            if binding is None:
+                self._respond(key, request, 480, now, out)  # not registered (now)
+                return
+            # latching: the address its REGISTER came from, NAT or not
+            targets = [Target(decision.registered, binding.source)]
         local = self.local(source)
         frm = request.from_
         assert frm is not None and request.to is not None
@@ -361,7 +377,7 @@ class B2BUA:
             a_key=key,
             source_peer=peer_name,
             number=decision.number,
-            targets=list(decision.targets),
+            targets=targets,
             created_at=now,
             a_reliable=_has_option(request, "supported", "100rel")
             or _has_option(request, "require", "100rel"),
@@ -377,16 +393,17 @@ class B2BUA:
 
     def _authenticated(
         self, request: Request, source: Addr, key: str | None, peer: Any, now: float,
-        out: list[Send],
+        out: list[Send], *, registrar: bool = False,
     ) -> bool:  # fmt: skip
         """A peer known by its digest username proves it (RFC 3261 §22.3): a request without
         valid credentials gets 407 with a challenge (MD5 first, which every peer speaks, then
-        SHA-256, RFC 8760); an expired nonce with the right password gets ``stale=true``."""
+        SHA-256, RFC 8760); an expired nonce with the right password gets ``stale=true``.
+        ``registrar``: a REGISTER, challenged with 401/WWW-Authenticate (§22.2)."""
         # one realm for every peer at that source: the challenge is made before the SBC
         # knows which tenant it speaks to (the credentials tell)
         realm = self.local(source).host
         stale = False
-        value = request.header("proxy-authorization")
+        value = request.header("authorization" if registrar else "proxy-authorization")
         if value is not None:
             try:
                 creds = parse_credentials(value)
@@ -404,13 +421,89 @@ class B2BUA:
                 stale = good and state == "stale"
             log.info("%s from %s: credentials refused for peer %s", request.method, source,
                      peer.name)  # fmt: skip
+        self._challenge(request, source, key, now, out, stale=stale, registrar=registrar)
+        return False
+
+    def _challenge(
+        self, request: Request, source: Addr, key: str | None, now: float, out: list[Send],
+        *, stale: bool = False, registrar: bool = False,
+    ) -> None:  # fmt: skip
+        realm = self.local(source).host
         nonce = self.nonces.issue(now)
+        name = "WWW-Authenticate" if registrar else "Proxy-Authenticate"
         challenges: list[Header] = [
-            ("Proxy-Authenticate", digest_challenge(realm, nonce, algorithm, stale=stale))
+            (name, digest_challenge(realm, nonce, algorithm, stale=stale))
             for algorithm in ("MD5", "SHA-256")
         ]
-        self._respond(key, request, 407, now, out, headers=challenges)
-        return False
+        self._respond(key, request, 401 if registrar else 407, now, out, headers=challenges)
+
+    def _on_register(
+        self, request: Request, source: Addr, key: str | None, now: float, out: list[Send]
+    ) -> None:
+        """The SBC as registrar of a PBX with ``hosts: registered`` (RFC 3261 §10.3): the
+        digest username of the credentials names the peer; one binding per peer, the last
+        REGISTER wins; the calls to it go to the source address of that REGISTER."""
+        username: str | None = None
+        value = request.header("authorization")
+        if value is not None:
+            try:
+                username = parse_credentials(value).username
+            except ParseError:
+                username = None
+        peer = next(
+            (p for p in self.peers.values()
+             if getattr(p, "registered", False) and p.match.username
+             and p.match.username == username),
+            None,
+        )  # fmt: skip
+        if peer is None:
+            if value is not None:
+                log.info("REGISTER from %s: no registered peer for user %r", source, username)
+            self._challenge(request, source, key, now, out, registrar=True)
+            return
+        if not self._authenticated(request, source, key, peer, now, out, registrar=True):
+            return
+        contacts = request.contact
+        header = request.header("expires")
+        try:
+            default = int(header) if header is not None else _REGISTER_DEFAULT
+        except ValueError:
+            self._respond(key, request, 400, now, out, reason="Bad Expires")
+            return
+        if not contacts:  # a query: the current binding
+            binding = self.registrar.lookup(peer.name, now)
+            headers: list[Header] = []
+            if binding is not None:
+                left = max(int(binding.expires_at - now), 0)
+                headers.append(("Contact", f"<{binding.contact}>;expires={left}"))
+            self._respond(key, request, 200, now, out, headers=headers)
+            return
+        if any(c.star for c in contacts):
+            if default != 0 or len(contacts) != 1:
+                self._respond(key, request, 400, now, out)  # §10.3 step 6
+                return
+            self.registrar.unregister(peer.name)
+            log.info("peer %s unregistered from %s", peer.name, source)
+            self._respond(key, request, 200, now, out)
+            return
+        contact = contacts[-1]
+        param = contact.param("expires")
+        try:
+            expires = int(param) if param else default
+        except ValueError:
+            expires = default
+        expires = max(min(expires, _REGISTER_MAX), 0)
+        uri = str(contact.uri)
+        if expires == 0:
+            self.registrar.unregister(peer.name)
+            log.info("peer %s unregistered from %s", peer.name, source)
+            self._respond(key, request, 200, now, out)
+            return
+        self.registrar.register(peer.name, uri, source, expires, now)
+        log.info("peer %s registered from %s for %ds", peer.name, source, expires)
+        self._respond(key, request, 200, now, out, headers=[
+            ("Contact", f"<{uri}>;expires={expires}"), ("Expires", str(expires)),
+        ])  # fmt: skip
 
     def _try_next(self, call: Call, now: float, out: list[Send]) -> None:
         """Send the INVITE to the next target with room under its peer's limits, or give up
@@ -982,6 +1075,10 @@ class B2BUA:
             self._register(binding, now, out)
         else:
             self._schedule_register(binding)
+
+
+_REGISTER_DEFAULT = 3600  # seconds, when a REGISTER names no expiry
+_REGISTER_MAX = 3600  # the longest binding granted
 
 
 def _strip_tag(value: str) -> str:

@@ -4,7 +4,9 @@ By source address and port first (a port-specific match beats an address-only on
 several peers share that source (tenants of one multi-tenant PBX), by the tenant header their
 ``match.header`` names, then by domain (the host of From, To or the Request-URI against
 ``match.domain``/``domain``), then by the digest username of the credentials the B2BUA
-challenges for. The config refuses peers that cannot be told apart. A response
+challenges for; a PBX with ``hosts: registered`` has no source and is found by that
+username alone (or, by the engine, by the source of its current registration).
+The config refuses peers that cannot be told apart. A response
 needs no attribution beyond its source: it is matched to its transaction.
 """
 
@@ -28,6 +30,12 @@ class PeerIndex:
     def __init__(self, peers: Any) -> None:
         self._exact: dict[str, list[tuple[int | None, Any]]] = {}
         self._networks: list[tuple[Any, int | None, Any]] = []
+        # PBXs with ``hosts: registered``: no fixed source, known by their digest username
+        self.registered: dict[str, Any] = {
+            p.match.username: p
+            for p in peers.values()
+            if getattr(p, "registered", False) and p.match.username
+        }
         for peer in peers.values():
             for source in peer.match_sources:
                 net = source.network
@@ -66,6 +74,11 @@ class PeerIndex:
     def identify(self, addr: Addr, message: Message) -> Any:
         """The peer a message from ``addr`` comes from, or None when it cannot be told."""
         found = self.candidates(addr)
+        if not found and self.registered and _starts_a_call(message):
+            # a registered PBX sends from anywhere: its credentials name it (the B2BUA checks
+            # them); without credentials it is found by its binding's source, or not at all
+            assert isinstance(message, Request)
+            return self.registered.get(_credentials_username(message) or "")
         if len(found) <= 1 or not _starts_a_call(message):
             # in-dialog requests find their call by Call-ID and tag, responses their
             # transaction: any peer at that source will do for them

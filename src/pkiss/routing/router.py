@@ -1,6 +1,7 @@
 """Where a call goes: a pure function of the request, the peer it came from and the config.
 
-- From a carrier: the PBX peer that owns the called number (``dids``); none: 404.
+- From a carrier: the PBX peer that owns the called number (``dids``); none: 404. A PBX with
+  ``hosts: registered`` is named in ``Decision.registered``: its address is the B2BUA's to know.
 - From a PBX: its own ``routes`` or the global table, longest prefix first; ``via`` carriers in
   order, or ``reject`` with a status; no matching route: 404. A PBX never reaches a PBX.
 Each peer's hosts are ordered by its strategy: ``failover`` by ascending ``priority``;
@@ -87,6 +88,9 @@ class Decision:
     reject: int | None = None
     reason: str | None = None
     number: str = ""
+    # a PBX with ``hosts: registered`` owns the number: the B2BUA sends the call to the
+    # source address of its current registration (none: 480)
+    registered: str | None = None
 
 
 class _PeerTargets:
@@ -150,6 +154,8 @@ class Router:
             owner = self._dids.owner(number)
             if owner is None:
                 return Decision(reject=404, reason="Not Found", number=number)
+            if getattr(self._peers[owner], "registered", False):
+                return Decision(number=number, registered=owner)
             everyone = self._targets[owner].ordered(turn)
             targets = self._by_health(everyone, down)
             if everyone and not targets:

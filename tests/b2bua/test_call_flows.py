@@ -160,3 +160,15 @@ def test_carrier_challenge_is_answered_with_the_peers_credentials(
     again = bench.feed(answer_with(second, status, f'{challenge}: Digest realm="c", nonce="n2"'),
                        OPERATOR)  # fmt: skip
     assert [r.status for r in responses(again, PBX1)] == [403], "a second challenge: refused"
+
+
+def test_late_provisional_after_the_answer_changes_nothing() -> None:
+    bench = Bench()
+    (first,) = requests(bench.feed(invite(), OPERATOR), PBX1, "INVITE")
+    ok = responses(bench.feed(answer(first, 200, sdp=True), PBX1), OPERATOR)[0]
+    late = answer(first, 180).replace(b"<sip:127.0.0.3:5060>", b"<sip:10.9.9.9:5099>")
+    assert not responses(bench.feed(late, PBX1), OPERATOR), "nothing relayed after the 200"
+    tag = ok.to.tag if ok.to else ""
+    bench.feed(in_dialog("ACK", 1, tag, 1), OPERATOR)
+    (bye,) = requests(bench.feed(in_dialog("BYE", 1, tag, 2), OPERATOR), PBX1, "BYE")
+    assert bye.uri_text == "sip:127.0.0.3:5060", "the 2xx's Contact stays the remote target"

@@ -806,8 +806,8 @@ class B2BUA:
             call.setup_deadline = None  # any response stops the setup timer
             call.state = "early"
         if status < 200:
-            if status == 100:
-                return
+            if status == 100 or leg.confirmed:
+                return  # a provisional overtaken by the 2xx (UDP reordering) changes nothing
             leg.learn_from_response(response)
             self._relay_provisional(call, leg, response, now, out)
             return

@@ -16,11 +16,16 @@ install: $(BIN)/python
 run: install
 	$(BIN)/pkiss run -c $(CONFIG)
 
-# Debian packages the end-to-end tests drive: SIPp (sip-tester).
+# Debian packages the end-to-end tests drive: SIPp (sip-tester) plays operators and PBXs,
+# SIPVicious (svmap, svwar, svcrack) plays the scanners the SBC must stop.
+DEB_TOOLS := sipp:sip-tester svmap:sipvicious
 deps:
-	@command -v sipp >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester; fi; }
+	@missing=""; for pair in $(DEB_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 install-test: $(BIN)/python deps
 	$(BIN)/pip install -q -e '.[test]'

@@ -1,9 +1,11 @@
 """The asyncio driver: feeds bytes from the transports to the sans-I/O core, sends what the
 core returns, and keeps exactly one timer armed at the core's next deadline.
 
-Per datagram, cheapest first: the source must be a known peer (anything else is dropped
-before parsing, unless ``security.unknown_sources`` is ``reject``); then the size guard and the
-parser; a request that does not parse gets its 400 (when it can be addressed); then the core.
+Per datagram, cheapest first: a banned source is dropped; the source must be a known peer
+(anything else is counted for flood detection and dropped before parsing, unless
+``security.unknown_sources`` is ``reject`` or a registered PBX may be speaking); then the size
+guard and the parser; a request that does not parse gets its 400 (when it can be addressed); a
+stranger's request is checked for a scanner's fingerprints; then the core.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .health import HealthMonitor
 from .registration import Registrations
 from .routing import Router
 from .routing.attribution import PeerIndex
+from .security import Security
 from .sip.errors import ParseError
 from .sip.ids import new_tag
 from .sip.message import Message, Request, make_response, stamp_received
@@ -38,6 +41,8 @@ class Engine:
         self.config = config
         self.peers = PeerIndex(config.peers)
         self.b2bua = B2BUA(Router(config.peers, config.routes), dict(config.peers), self.local)
+        self.security = Security(config.security)
+        self.b2bua.on_auth_failure = self._auth_failure
         self.transports: dict[tuple[str, int], UdpTransport | TcpTransport] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -80,6 +85,7 @@ class Engine:
         self.config = config
         self.peers = PeerIndex(config.peers)
         self.b2bua.reconfigure(Router(config.peers, config.routes), dict(config.peers))
+        self.security.reconfigure(config.security)
         self._local_cache.clear()
         monitor = self.b2bua.monitor
         if monitor is not None and self._loop is not None:
@@ -102,65 +108,79 @@ class Engine:
     def _now(self) -> float:
         return self._loop.time() if self._loop is not None else 0.0
 
-    def _early_drop(self, source: Addr) -> bool:
-        """Unknown sources are dropped before parsing, unless a registered PBX may be
-        speaking (its REGISTER comes from anywhere: it is parsed and checked after)."""
-        if self.config.security.unknown_sources != "drop" or self.peers.registered:
-            return False
-        return not self._known(source)
-
-    def _attribute(self, source: Addr, message: Message) -> Any:
-        """The peer of a message, or None; with registered PBXs configured, an unknown source
-        gets only as far as the registrar's digest check with a REGISTER (or an INVITE with
-        the credentials of a registered PBX): anything else from it is dropped as before."""
-        peer = self.peers.identify(source, message)
-        if peer is not None or not self.peers.registered:
-            return peer
-        name = self.b2bua.registrar.peer_at(source, self._now())
-        if name is not None:
-            return self.config.peers.get(name)
-        return None
-
-    def _late_drop(self, source: Addr, message: Message, peer: Any) -> bool:
-        if peer is not None or not self.peers.registered:
-            return False
-        if isinstance(message, Request) and message.method == "REGISTER":
-            return False  # the registrar challenges it
-        if self.config.security.unknown_sources == "drop" and not self._known(source):
+    def _screen(self, source: Addr, now: float) -> bool | None:
+        """Before parsing: None to drop the packet, else whether its source is known. A
+        banned source is dropped; a stranger is counted (flood) and, unless it may be a
+        registered PBX's REGISTER or ``unknown_sources`` is ``reject``, dropped unparsed."""
+        security = self.security
+        if security.banned(source.host, now):
             self.dropped += 1
+            return None
+        if self._known(source):
             return True
+        if security.stranger_packet(source.host, now) or (
+            self.config.security.unknown_sources == "drop" and not self.peers.registered
+        ):
+            self.dropped += 1
+            return None
         return False
 
-    def on_datagram(self, data: bytes, source: Addr) -> None:
-        if self._early_drop(source):
+    def _admit(self, source: Addr, message: Message, known: bool, now: float) -> None:
+        """After parsing: a stranger's request that looks like a scanner's bans it; with
+        registered PBXs configured, a stranger gets only as far as the registrar's digest
+        check with a REGISTER (or an INVITE with the credentials of a registered PBX)."""
+        peer = self.peers.identify(source, message)
+        if (
+            peer is None
+            and not known
+            and isinstance(message, Request)
+            and self.security.stranger_request(message, source.host, now)
+        ):
             self.dropped += 1
+            return
+        if peer is None and self.peers.registered:
+            name = self.b2bua.registrar.peer_at(source, now)
+            if name is not None:
+                peer = self.config.peers.get(name)
+            elif not (isinstance(message, Request) and message.method == "REGISTER") and (
+                self.config.security.unknown_sources == "drop" and not known
+            ):
+                self.dropped += 1
+                return
+        self.dispatch(message, source, peer)
+
+    def on_datagram(self, data: bytes, source: Addr) -> None:
+        now = self._now()
+        known = self._screen(source, now)
+        if known is None:
             return
         if len(data) <= 4 and not data.strip():
             return  # keep-alive (RFC 5626 §4.4.1 CRLF ping)
         try:
             message = parse_datagram(data, self.config.security.max_message_bytes)
         except ParseError as exc:
-            if self.peers.registered and not self._known(source):
+            if self.peers.registered and not known:
                 self.dropped += 1  # no answer to garbage from an unknown source
                 return
             self._bad_message(data, exc, source)
             return
-        peer = self._attribute(source, message)
-        if self._late_drop(source, message, peer):
-            return
-        self.dispatch(message, source, peer)
+        self._admit(source, message, known, now)
 
     def on_stream_message(self, item: Message | ParseError, source: Addr) -> None:
-        if self._early_drop(source):
-            self.dropped += 1
+        now = self._now()
+        known = self._screen(source, now)
+        if known is None:
             return
         if isinstance(item, ParseError):
             log.info("malformed message from %s: %s", source, item.reason)
             return
-        peer = self._attribute(source, item)
-        if self._late_drop(source, item, peer):
-            return
-        self.dispatch(item, source, peer)
+        self._admit(source, item, known, now)
+
+    def _auth_failure(self, source: Addr, now: float) -> None:
+        """A refused credential: counted against a stranger (a peer's own addresses are
+        trusted by config; their failures are only logged by the B2BUA)."""
+        if self.peers.match(source) is None:
+            self.security.auth_failed(source.host, now)
 
     def _bad_message(self, data: bytes, exc: ParseError, source: Addr) -> None:
         log.info("malformed message from %s: %s", source, exc.reason)
@@ -176,6 +196,12 @@ class Engine:
         if peer is None and not (registering and self.peers.registered):  # unknown: reject
             if isinstance(message, Request) and message.method != "ACK":
                 self.transmit([Send(make_response(message, 403, to_tag=new_tag()), source)])
+            return
+        if isinstance(message, Request) and message.method not in self.security.methods:
+            if message.method != "ACK":  # §17.2.1: an ACK is never answered
+                allow = ", ".join(m for m in self.config.security.methods if m != "ACK")
+                resp = make_response(message, 405, to_tag=new_tag(), headers=[("Allow", allow)])
+                self.transmit([Send(resp, source)])
             return
         if not self.accepting and isinstance(message, Request) and message.method == "INVITE":
             to = message.to

@@ -144,6 +144,8 @@ class B2BUA:
         self._turn = itertools.count()
         self.stats = {"calls": 0, "answered": 0, "failed": 0, "limited": 0}
         self.on_call_end: Callable[[Call], None] | None = None
+        # told of every refused digest credential (security counts them per source)
+        self.on_auth_failure: Callable[[Addr, float], None] | None = None
 
     # ------------------------------------------------------------------------------ driving
     def reconfigure(self, router: Router, peers: dict[str, Any]) -> None:
@@ -419,10 +421,16 @@ class B2BUA:
                 if good and state == "valid":
                     return True
                 stale = good and state == "stale"
-            log.info("%s from %s: credentials refused for peer %s", request.method, source,
-                     peer.name)  # fmt: skip
+            if not stale:
+                log.info("%s from %s: credentials refused for peer %s", request.method, source,
+                         peer.name)  # fmt: skip
+                self._auth_failure(source, now)
         self._challenge(request, source, key, now, out, stale=stale, registrar=registrar)
         return False
+
+    def _auth_failure(self, source: Addr, now: float) -> None:
+        if self.on_auth_failure is not None:
+            self.on_auth_failure(source, now)
 
     def _challenge(
         self, request: Request, source: Addr, key: str | None, now: float, out: list[Send],
@@ -459,6 +467,7 @@ class B2BUA:
         if peer is None:
             if value is not None:
                 log.info("REGISTER from %s: no registered peer for user %r", source, username)
+                self._auth_failure(source, now)
             self._challenge(request, source, key, now, out, registrar=True)
             return
         if not self._authenticated(request, source, key, peer, now, out, registrar=True):

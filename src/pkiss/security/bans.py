@@ -1,0 +1,73 @@
+"""The ban list: source addresses whose every packet is dropped, until a deadline.
+
+Time comes in as ``now`` (seconds on the caller's clock), so expiry is tested without sleeps.
+Addresses in ``never_ban`` are never added, whatever the filter that asks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Ban", "BanList"]
+
+_PRUNE_EVERY = 1024
+"""Bans added between two sweeps of the expired ones (keeps the table bounded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    host: str
+    until: float
+    """Absolute time on the caller's clock when the ban ends."""
+    reason: str
+
+
+class BanList:
+    def __init__(self, never_ban: Iterable[Any] = ()) -> None:
+        self._bans: dict[str, Ban] = {}
+        self._added = 0
+        self.never_ban: tuple[Any, ...] = tuple(never_ban)
+
+    def protected(self, host: str) -> bool:
+        """True for an address ``never_ban`` covers."""
+        if not self.never_ban:
+            return False
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.never_ban)
+
+    def banned(self, host: str, now: float) -> bool:
+        ban = self._bans.get(host)
+        if ban is None:
+            return False
+        if ban.until <= now:
+            del self._bans[host]
+            return False
+        return True
+
+    def ban(self, host: str, duration: float, reason: str, now: float) -> Ban | None:
+        """Ban ``host`` for ``duration`` seconds; None when it is protected. A longer ban
+        already in place is kept."""
+        if self.protected(host):
+            return None
+        current = self._bans.get(host)
+        until = now + duration
+        if current is not None and current.until >= until:
+            return current
+        ban = self._bans[host] = Ban(host, until, reason)
+        self._added += 1
+        if self._added % _PRUNE_EVERY == 0:
+            self._bans = {h: b for h, b in self._bans.items() if b.until > now}
+        return ban
+
+    def unban(self, host: str) -> bool:
+        return self._bans.pop(host, None) is not None
+
+    def active(self, now: float) -> list[Ban]:
+        """The bans in force, soonest to end first."""
+        return sorted((b for b in self._bans.values() if b.until > now), key=lambda b: b.until)

@@ -53,7 +53,13 @@ DEFAULT_SCANNER_USER_AGENTS = (
     "sundayddr",
     "iWar",
     "VaxSIPUserAgent",
+    "VaxIPUserAgent",
     "pplsip",
+    "friendly-request",
+    "sipscan",
+    "SIVuS",
+    "siparmyknife",
+    "Nmap NSE",
 )
 """Substrings of a User-Agent header that mark a SIP scanner (matched case-insensitively)."""
 

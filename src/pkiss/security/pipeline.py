@@ -52,8 +52,11 @@ class Security:
     def stranger_packet(self, host: str, now: float) -> bool:
         """Count a packet from a source no peer matches; True when it is now banned."""
         flood = self.config.flood
-        if self._flood.hit(host, now) <= flood.max:
+        count = self._flood.hit(host, now)
+        if count <= flood.max:
             return False
+        if count > flood.max + 1:  # told once per window (a never_ban source goes on)
+            return self.bans.banned(host, now)
         self.stats["flood"] += 1
         return self._ban(host, flood.ban, f"more than {flood.max} messages in {flood.window:g} s",
                          now)  # fmt: skip
@@ -72,8 +75,11 @@ class Security:
         """One refused credential from a source no peer matches; True when it is now banned."""
         self.stats["auth_failures"] += 1
         limit = self.config.auth_failures
-        if self._auth.hit(host, now) < limit.max:
+        count = self._auth.hit(host, now)
+        if count < limit.max:
             return False
+        if count > limit.max:  # told once per window (a never_ban source goes on)
+            return self.bans.banned(host, now)
         return self._ban(host, limit.ban, f"{limit.max} failed authentications in "
                          f"{limit.window:g} s", now)  # fmt: skip
 

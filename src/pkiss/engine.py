@@ -80,6 +80,12 @@ class Engine:
         for transport in self.transports.values():
             transport.close()
 
+    def unregister_all(self) -> None:
+        """Shutdown: remove the node's registrations at the carriers (answers come in as
+        usual; the registrations tell when none is pending)."""
+        self.transmit(self.b2bua.unregister_all(self._now()))
+        self._arm()
+
     def reconfigure(self, config: Any) -> None:
         """Swap the config: new calls use it, calls in progress keep theirs."""
         self.config = config

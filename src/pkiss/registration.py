@@ -65,6 +65,7 @@ class Binding:
     sent_nonce: str | None = None  # the nonce the REGISTER in flight answered
     contact: str | None = None
     active: bool = True
+    closing: bool = False  # at shutdown: the REGISTER removes the binding (Expires: 0)
 
     @property
     def registrar(self) -> str:
@@ -154,7 +155,9 @@ class Registrations:
         binding.cseq += 1
         binding.next_at = None
         binding.contact = contact
-        if binding.state != "registered":
+        if binding.closing:
+            self._set(binding, "unregistering")
+        elif binding.state != "registered":
             self._set(binding, "registering")
         headers: list[tuple[str, str]] = [
             ("Via", str(via)),
@@ -164,7 +167,7 @@ class Registrations:
             ("Call-ID", binding.call_id),
             ("CSeq", f"{binding.cseq} REGISTER"),
             ("Contact", contact),
-            ("Expires", str(binding.expires)),
+            ("Expires", "0" if binding.closing else str(binding.expires)),
         ]
         binding.sent_nonce = None
         ch = binding.challenge
@@ -185,6 +188,10 @@ class Registrations:
         if not binding.active:
             return False
         status = response.status
+        if binding.closing and not (status in (401, 407) and binding.state == "unregistering"):
+            self._set(binding, "unregistered" if status < 300 else f"unregister failed ({status})")
+            binding.next_at = None
+            return False
         if 200 <= status < 300:
             self._registered(binding, response, now)
             return False
@@ -214,8 +221,30 @@ class Registrations:
         return False
 
     def on_timeout(self, binding: Binding, now: float) -> None:
-        if binding.active:
+        if binding.closing:
+            self._set(binding, "unregister failed (no response)")
+            binding.next_at = None
+        elif binding.active:
             self._failed(binding, "no response", now)
+
+    # ------------------------------------------------------------------------- shutdown
+    def withdraw(self, now: float) -> list[Binding]:
+        """At shutdown: every binding in force is removed from its registrar (RFC 3261
+        §10.2.2, a REGISTER with Expires: 0), answering one more challenge if need be; the
+        others are stopped. Returns the bindings whose REGISTER is due now."""
+        due: list[Binding] = []
+        for binding in self.bindings.values():
+            binding.closing = True
+            if binding.active and binding.state == "registered":
+                binding.next_at = now
+                due.append(binding)
+            else:
+                binding.next_at = None
+        return due
+
+    def withdrawing(self) -> bool:
+        """True while an un-REGISTER waits for its answer."""
+        return any(b.closing and b.state == "unregistering" for b in self.bindings.values())
 
     def _registered(self, binding: Binding, response: Response, now: float) -> None:
         granted: int | None = None

@@ -68,12 +68,29 @@ class Server:
         if engine.b2bua.calls:
             engine.transmit(engine.b2bua.hangup_all(loop.time()))
             await asyncio.sleep(0.2)  # let the BYEs leave
+        await self._unregister(loop)
         engine.close()
         log.info("stopped")
+
+    async def _unregister(self, loop: asyncio.AbstractEventLoop) -> None:
+        """REGISTER with Expires: 0 to each carrier the node is registered with; waits for
+        the answers (a challenge is answered) at most ``UNREGISTER_WAIT`` seconds."""
+        engine = self.engine
+        engine.unregister_all()
+        registrations = engine.b2bua.registrations
+        deadline = loop.time() + UNREGISTER_WAIT
+        while registrations is not None and registrations.withdrawing():
+            if loop.time() >= deadline:
+                log.info("stopping without every registrar's answer")
+                break
+            await asyncio.sleep(0.05)
 
     def stop(self) -> None:
         self._stop.set()
 
+
+UNREGISTER_WAIT = 2.0
+"""Seconds a stopping node waits for the registrars to confirm the removal of its bindings."""
 
 FULL_GC_INTERVAL = 600.0
 """Seconds between the full garbage collections the server runs itself."""

@@ -177,3 +177,30 @@ def test_rebuild_keeps_an_unchanged_binding() -> None:
     assert regs.bindings["operator"] is binding and binding.state == "registered"
     assert not requests(b.advance(299.0), OPERATOR, "REGISTER")
     assert requests(b.advance(300.0), OPERATOR, "REGISTER")
+
+
+def test_stopping_removes_the_binding_answering_a_new_challenge() -> None:
+    b = bench()
+    registered(b)
+    regs = b.core.registrations
+    assert regs is not None
+    gone = one_register(b.core.unregister_all(b.now))
+    assert gone.header("expires") == "0"
+    assert gone.header("authorization") is not None  # the last challenge is answered again
+    assert regs.withdrawing()
+    again = one_register(b.feed(reply(gone, 401, _challenge("n2")), OPERATOR))
+    assert again.header("expires") == "0"
+    creds = parse_credentials(again.header("authorization") or "")
+    assert creds.nonce == "n2" and verify(creds, "secret", "REGISTER")
+    assert not requests(b.feed(reply(again, 200), OPERATOR), OPERATOR, "REGISTER")
+    assert not regs.withdrawing()
+    assert regs.bindings["operator"].state == "unregistered"
+    assert not requests(b.advance(5000.0), OPERATOR, "REGISTER")  # no refresh after that
+
+
+def test_stopping_sends_nothing_for_a_binding_not_in_force() -> None:
+    b = bench()
+    b.advance(0.0)  # the first REGISTER is in flight, unanswered
+    assert b.core.unregister_all(b.now) == []
+    regs = b.core.registrations
+    assert regs is not None and not regs.withdrawing()

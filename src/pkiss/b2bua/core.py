@@ -1056,6 +1056,14 @@ class B2BUA:
             for binding in registrations.bindings.values():
                 self._schedule_register(binding)
 
+    def unregister_all(self, now: float) -> list[Send]:
+        """Shutdown: remove the SBC's bindings from the carriers' registrars."""
+        out: list[Send] = []
+        if self.registrations is not None:
+            for binding in self.registrations.withdraw(now):
+                self._register(binding, now, out)
+        return out
+
     def _schedule_register(self, binding: Binding) -> None:
         if binding.active and binding.next_at is not None:
             heapq.heappush(self._timers, (binding.next_at, next(self._seq), "register", binding))

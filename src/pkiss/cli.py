@@ -1,12 +1,15 @@
-"""``pkiss``: thin. Parse arguments, load the config, hand over to the server."""
+"""``pkiss``: thin. Parse arguments, load the config, hand over to the server (``run``) or to
+the admin API's client (``status``, ``peers``, ``calls``, ``bans``, ``reload``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .config.loader import load_admin
 
 __all__ = ["main"]
 
@@ -22,7 +25,55 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("-c", "--config", default="pkiss.yaml", type=Path)
+    for name, text in _ADMIN_COMMANDS.items():
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("-c", "--config", default="pkiss.yaml", type=Path,
+                         help="the running node's config: where its admin API listens")  # fmt: skip
+        cmd.add_argument("--json", action="store_true", help="print the API's JSON")
+        if name == "bans":
+            cmd.add_argument("--unban", metavar="IP", help="lift the ban of this address")
     return parser
+
+
+_ADMIN_COMMANDS = {
+    "status": "a running node's state: uptime, calls, drops, bans",
+    "peers": "every peer, its hosts and their health, its calls",
+    "calls": "calls in progress",
+    "bans": "sources banned now (--unban IP lifts one)",
+    "reload": "make the running node load its config file again",
+}
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from .admin.client import AdminClient, AdminError, render
+
+    try:
+        admin = load_admin(args.config)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    client = AdminClient(admin.listen.host, admin.listen.port, admin.token)
+    command = args.command
+    try:
+        if command == "reload":
+            data = client.call("POST", "/api/reload")
+        elif command == "bans" and args.unban:
+            data = client.call("DELETE", f"/api/bans/{args.unban}")
+        else:
+            data = client.call("GET", f"/api/{command}")
+    except AdminError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2))
+    elif command == "reload":
+        print(f"reloaded: {data['peers']} peers")
+    elif command == "bans" and args.unban:
+        print(f"unbanned {data['unbanned']}")
+    else:
+        print(render(command, data))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.config}: valid")
         return 0
+    if args.command in _ADMIN_COMMANDS:
+        return _admin(args)
     if args.command == "run":
         from .server import run
 

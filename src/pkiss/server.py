@@ -28,11 +28,19 @@ class Server:
         self.config_path = config_path
         self.drain = drain
         self.engine = Engine(config)
+        self.started_at = 0.0
+        self.loaded_at = 0.0
         self._stop = asyncio.Event()
+        self._admin: Any = None
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
+        self.started_at = self.loaded_at = loop.time()
         await self.engine.start()
+        await self._start_admin()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -42,20 +50,39 @@ class Server:
         collector.cancel()
         await self.shutdown()
 
-    def reload(self) -> bool:
+    async def _start_admin(self) -> None:
+        # imported here: the web stack is only loaded by a node that serves it
+        from .admin.api import build_app
+        from .admin.serve import AdminServer
+
+        listen = self.config.admin.listen
+        self._admin = AdminServer(build_app(self), listen.host, listen.port)
+        try:
+            await self._admin.start()
+        except OSError:
+            self.engine.close()
+            raise
+
+    def reload(self) -> list[str]:
+        """Load the config file again and apply it; the errors (the running config is then
+        kept), empty when applied."""
         if self.config_path is None:
-            return False
+            return ["no config file to reload"]
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config:")
             for line in exc.errors:
                 log.error("  %s", line)
-            return False
+            return list(exc.errors)
+        if config.admin.listen != self.config.admin.listen:
+            log.warning("admin.listen changes when the node restarts; still on %s",
+                        self.config.admin.listen)  # fmt: skip
         self.config = config
         self.engine.reconfigure(config)
+        self.loaded_at = self.now()
         log.info("config reloaded: %d peers", len(config.peers))
-        return True
+        return []
 
     async def shutdown(self) -> None:
         engine = self.engine
@@ -69,6 +96,8 @@ class Server:
             engine.transmit(engine.b2bua.hangup_all(loop.time()))
             await asyncio.sleep(0.2)  # let the BYEs leave
         await self._unregister(loop)
+        if self._admin is not None:
+            await self._admin.stop()
         engine.close()
         log.info("stopped")
 
@@ -134,5 +163,9 @@ def run(config_path: Path, drain: float = 0.0) -> int:
         pass
     tune_gc()
     server = Server(config, config_path, drain)
-    asyncio.run(server.serve())
+    try:
+        asyncio.run(server.serve())
+    except OSError as exc:  # a socket the config names cannot be opened
+        log.error("cannot start: %s", exc)
+        return 1
     return 0

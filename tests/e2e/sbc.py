@@ -43,6 +43,9 @@ class Pkiss:
         self._log: Any = None
 
     def start(self, timeout: float = 10.0) -> Pkiss:
+        # every node has its admin API; tests that do not look at it still need a free port
+        admin = self.config.setdefault("admin", {})
+        admin.setdefault("listen", f"127.0.0.1:{free_port()}")
         self.path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         log = self._log = self.log_path.open("wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1")

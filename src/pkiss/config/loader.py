@@ -66,6 +66,25 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return parse_config(text, source=str(path))
 
 
+def load_admin(path: str | os.PathLike[str]) -> schema.Admin:
+    """Only the ``admin`` section of the file at ``path``: what the CLI needs to reach a
+    running node, even when another part of the file is broken (a reload is how the user
+    learns that from the node)."""
+    try:
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = None
+    section = data.get("admin") if isinstance(data, dict) else None
+    errors: list[str] = []
+    section = _substitute(section or {}, "admin", os.environ, errors)
+    if errors:
+        raise ConfigError(errors)
+    try:
+        return schema.Admin.model_validate(section)
+    except ValidationError as error:
+        raise ConfigError([f"admin.{line}" for line in _translate(error)]) from None
+
+
 def parse_config(
     text: str, source: str = "<string>", *, environ: Mapping[str, str] | None = None
 ) -> Config:

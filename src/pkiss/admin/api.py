@@ -1,0 +1,107 @@
+"""The admin REST API (FastAPI): reads of the node's state, the few writes an operator needs,
+and Prometheus ``/metrics``.
+
+Access (CONFIG.md, ``admin``): a write needs ``Authorization: Bearer <admin.token>``, and is
+refused when no token is configured; a read needs it too unless the API listens on loopback.
+Handlers are ``async`` on purpose: they run on the node's event loop, between two packets,
+never in a thread beside it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from typing import Any, Protocol
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..engine import Engine
+from . import views
+from .metrics import render_metrics
+
+__all__ = ["Node", "build_app"]
+
+
+class Node(Protocol):
+    """What the API needs of the running node (the server implements it)."""
+
+    engine: Engine
+    started_at: float
+    loaded_at: float
+
+    def now(self) -> float: ...
+
+    def reload(self) -> list[str]:
+        """Load and apply the config file again; the errors, empty when applied."""
+        ...
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def build_app(node: Node) -> FastAPI:
+    app = FastAPI(title="pkiss admin", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def token_ok(request: Request) -> bool:
+        token = node.engine.config.admin.token
+        if token is None:
+            return False
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode())
+
+    def read_access(request: Request) -> None:
+        admin = node.engine.config.admin
+        if _loopback(admin.listen.host) or token_ok(request):
+            return
+        raise HTTPException(401, "a bearer token is needed", {"WWW-Authenticate": "Bearer"})
+
+    def write_access(request: Request) -> None:
+        if node.engine.config.admin.token is None:
+            raise HTTPException(403, "writes are disabled: admin.token is not set")
+        if not token_ok(request):
+            raise HTTPException(401, "a bearer token is needed", {"WWW-Authenticate": "Bearer"})
+
+    reads = [Depends(read_access)]
+    writes = [Depends(write_access)]
+
+    @app.get("/api/status", dependencies=reads)
+    async def get_status() -> dict[str, Any]:
+        return views.status(node.engine, node.started_at, node.loaded_at, node.now())
+
+    @app.get("/api/peers", dependencies=reads)
+    async def get_peers() -> list[dict[str, Any]]:
+        return views.peer_rows(node.engine, node.now())
+
+    @app.get("/api/calls", dependencies=reads)
+    async def get_calls() -> list[dict[str, Any]]:
+        return views.call_rows(node.engine, node.now())
+
+    @app.get("/api/bans", dependencies=reads)
+    async def get_bans() -> list[dict[str, Any]]:
+        return views.ban_rows(node.engine, node.now())
+
+    @app.delete("/api/bans/{address}", dependencies=writes)
+    async def delete_ban(address: str) -> dict[str, Any]:
+        if not node.engine.security.bans.unban(address):
+            raise HTTPException(404, f"{address} is not banned")
+        return {"unbanned": address}
+
+    @app.post("/api/reload", dependencies=writes)
+    async def post_reload() -> JSONResponse:
+        errors = node.reload()
+        if errors:
+            return JSONResponse({"reloaded": False, "errors": errors}, status_code=422)
+        return JSONResponse({"reloaded": True, "peers": len(node.engine.config.peers)})
+
+    @app.get("/metrics", dependencies=reads)
+    async def get_metrics() -> Response:
+        body, content_type = render_metrics(node.engine, node.now())
+        return Response(body, media_type=content_type)
+
+    return app

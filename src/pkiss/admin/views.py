@@ -1,0 +1,108 @@
+"""What the admin API shows: plain, JSON-ready reads of one node's state.
+
+Nothing here changes state or does I/O; ``now`` is the engine's clock (``loop.time()``), and
+wall-clock times are derived from it once per read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..b2bua.call import Call
+from ..engine import Engine
+
+__all__ = ["ban_rows", "call_rows", "peer_rows", "status"]
+
+
+def _wall(now: float, at: float) -> float:
+    """A loop-clock time ``at`` as a Unix timestamp."""
+    return time.time() - (now - at)
+
+
+def status(engine: Engine, started_at: float, loaded_at: float, now: float) -> dict[str, Any]:
+    b2bua = engine.b2bua
+    return {
+        "uptime": round(now - started_at, 3),
+        "config_loaded_at": round(_wall(now, loaded_at), 3),
+        "accepting": engine.accepting,
+        "peers": len(engine.config.peers),
+        "calls_in_progress": len(b2bua.calls),
+        "calls": dict(b2bua.stats),
+        "dropped": engine.dropped,
+        "bans": len(engine.security.bans.active(now)),
+        "security": dict(engine.security.stats),
+    }
+
+
+def _host_state(engine: Engine, addr: Any) -> str:
+    monitor = engine.b2bua.monitor
+    if monitor is None or addr not in monitor.hosts:
+        return "not probed"
+    return "up" if monitor.hosts[addr].up else "down"
+
+
+def peer_rows(engine: Engine, now: float) -> list[dict[str, Any]]:
+    from ..sip.transaction import Addr
+
+    counters = engine.b2bua.limits.snapshot()
+    registrations = engine.b2bua.registrations
+    rows: list[dict[str, Any]] = []
+    for name, peer in engine.config.peers.items():
+        hosts: list[dict[str, Any]] = []
+        if getattr(peer, "registered", False):
+            binding = engine.b2bua.registrar.lookup(name, now)
+            if binding is not None:
+                src = binding.source
+                hosts.append({"address": f"{src.host}:{src.port}", "transport": src.transport,
+                              "state": "registered",
+                              "expires_in": int(binding.expires_at - now)})  # fmt: skip
+        else:
+            for host in peer.hosts:
+                addr = Addr(host.transport, host.host, host.port)
+                hosts.append({"address": str(host.address), "transport": host.transport,
+                              "priority": host.priority, "weight": host.weight,
+                              "state": _host_state(engine, addr)})  # fmt: skip
+        count = counters.get(name)
+        limits = peer.limits
+        row: dict[str, Any] = {
+            "name": name,
+            "role": peer.role,
+            "strategy": peer.strategy,
+            "hosts": hosts,
+            "calls": count.calls if count is not None else 0,
+            "admitted": count.admitted if count is not None else 0,
+            "refused": count.refused if count is not None else 0,
+            "limits": {"calls": limits.calls, "cps": limits.cps} if limits is not None else None,
+        }
+        if registrations is not None and name in registrations.bindings:
+            row["registration"] = registrations.bindings[name].state
+        rows.append(row)
+    return rows
+
+
+def _call_row(call: Call, now: float) -> dict[str, Any]:
+    caller = call.a_invite.from_
+    return {
+        "id": call.a.call_id,
+        "from": getattr(caller.uri, "user", None) if caller is not None else None,
+        "to": call.number,
+        "caller_peer": call.source_peer,
+        "callee_peer": call.b_peer,
+        "state": call.state,
+        "started_at": round(_wall(now, call.created_at), 3),
+        "duration": round(now - call.answered_at, 3) if call.answered_at is not None else 0.0,
+    }
+
+
+def call_rows(engine: Engine, now: float) -> list[dict[str, Any]]:
+    calls = sorted(engine.b2bua.calls, key=lambda c: c.created_at)
+    return [_call_row(call, now) for call in calls if not call.ended]
+
+
+def ban_rows(engine: Engine, now: float) -> list[dict[str, Any]]:
+    return [
+        {"address": ban.host, "reason": ban.reason, "remaining": int(ban.until - now),
+         "until": round(_wall(now, ban.until), 3)}
+        for ban in engine.security.bans.active(now)
+    ]  # fmt: skip

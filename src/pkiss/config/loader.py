@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from pkiss.config import schema
+from pkiss.config.checks import check
 from pkiss.config.errors import ConfigError
 from pkiss.config.schema import Config
 
@@ -111,9 +112,13 @@ def parse_config(
     if errors:
         raise ConfigError(errors)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_translate(error)) from None
+    errors = check(config)
+    if errors:
+        raise ConfigError(errors)
+    return config
 
 
 def _join(path: str, key: Any) -> str:

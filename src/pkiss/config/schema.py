@@ -4,8 +4,8 @@ Every model forbids unknown keys, so a misspelt key is an error instead of a set
 ignored. Compact strings (``udp:0.0.0.0:5060``, ``10.0.0.10:5060``, ``10.0.0.0/24:5070``,
 ``20000-29999``) are parsed here, once, into small objects: the rest of pkiss never parses
 configuration text. Rules that span several fields or sections (a route naming a carrier, two
-peers that cannot be told apart, ...) live in :mod:`pkiss.config.checks`; they run whenever a
-:class:`Config` is built and raise :class:`~pkiss.config.errors.ConfigError`.
+peers that cannot be told apart, ...) live in :mod:`pkiss.config.checks`; the loader runs them
+after this schema, and any error there is a :class:`~pkiss.config.errors.ConfigError` too.
 
 Durations are seconds (``float``); ports are integers 1-65535.
 """
@@ -33,8 +33,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from pkiss.config.errors import ConfigError
 
 Transport = Literal["udp", "tcp", "tls"]
 Role = Literal["carrier", "pbx"]
@@ -764,14 +762,9 @@ class Config(_Frozen):
     logging: Logging = Field(default_factory=Logging)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Self:
-        from pkiss.config.checks import check  # here: checks imports this module
-
+    def _name_peers(self) -> Self:
         for name, peer in self.peers.items():
             peer._name = name
-        errors = check(self)
-        if errors:
-            raise ConfigError(errors)  # not a ValueError: pydantic lets it through as is
         return self
 
     def peer(self, name: str) -> Peer:

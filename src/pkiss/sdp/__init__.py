@@ -1,0 +1,5 @@
+"""Session descriptions: read, rewrite toward the SBC's media relay, write back."""
+
+from .session import Media, SdpError, Session, parse_sdp
+
+__all__ = ["Media", "SdpError", "Session", "parse_sdp"]

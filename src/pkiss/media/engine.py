@@ -1,0 +1,32 @@
+"""What the B2BUA asks of a media engine: turn the session description one side sent into the
+one the other side must get, so that media flows through the SBC; forget a call's media when
+it ends; tell which calls have gone silent."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["MediaEngine", "MediaError"]
+
+
+class MediaError(Exception):
+    """The engine cannot anchor this media (no free port, engine unreachable...)."""
+
+
+class MediaEngine(Protocol):
+    def rewrite(self, call: str, side: str, body: bytes, address: str, peer_host: str,
+                now: float) -> bytes:  # fmt: skip
+        """The SDP ``body`` that ``side`` ("a" or "b") of ``call`` sent, rewritten for the
+        other side: media addressed to the engine at ``address``. ``peer_host`` is where
+        ``side`` signals from (media from it may come from there, behind NAT). Raises
+        ``SdpError`` for a body that is not SDP and ``MediaError`` when it cannot anchor."""
+        ...
+
+    def release(self, call: str) -> None:
+        """The call ended: free what it held."""
+        ...
+
+    def idle(self, now: float, timeout: float) -> list[str]:
+        """Calls with media anchored and no packet in either direction for ``timeout``
+        seconds."""
+        ...

@@ -17,6 +17,7 @@ from typing import Any
 
 from .b2bua import B2BUA, LocalAddress
 from .health import HealthMonitor
+from .media import BuiltinRelay
 from .registration import Registrations
 from .routing import Router
 from .routing.attribution import PeerIndex
@@ -50,6 +51,8 @@ class Engine:
         self._local_cache: dict[tuple[str, str], LocalAddress] = {}
         self.dropped = 0
         self.accepting = True
+        self.relay: BuiltinRelay | None = None
+        self._media_watch: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -68,15 +71,46 @@ class Engine:
             await transport.start()
             self.transports[(ep.transport, family)] = transport
             log.info("listening on %s:%s:%d", ep.transport, ep.host, transport.port)
+        self._start_media(loop)
         # OPTIONS probes of the peers' hosts; the timer is armed now: no packet may ever come
         self.b2bua.monitor = HealthMonitor(self.config.peers, loop.time())
         # REGISTERs to the carriers with ``register``: the first ones are due now
         self.b2bua.use_registrations(Registrations(self.config.peers, loop.time()))
         self._arm()
 
+    def _start_media(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The built-in relay, bound to the address SIP listens on (the first UDP or TCP
+        listener of the address family), when any call may be relayed."""
+        media = self.config.media
+        self.b2bua.media_mode = media.mode
+        relayed = media.mode == "relay" or any(
+            getattr(p, "media", None) == "relay" for p in self.config.peers.values()
+        )
+        if not relayed:
+            return
+        if media.engine == "rtpengine":
+            log.error("media.engine rtpengine is not available in this version: "
+                      "the built-in relay anchors the media")  # fmt: skip
+        host = next((ep.host for ep in self.config.sbc.listen if ":" not in ep.host), "0.0.0.0")
+        self.relay = BuiltinRelay(str(host), (media.ports.low, media.ports.high),
+                                  loop.add_reader, loop.remove_reader, loop.time)  # fmt: skip
+        self.b2bua.media = self.relay
+        self._media_watch = loop.create_task(self._watch_media())
+        log.info("media relay on %s, ports %d-%d", host, media.ports.low, media.ports.high)
+
+    async def _watch_media(self) -> None:
+        """End answered calls whose media stopped (``media.timeout``)."""
+        while True:
+            timeout = self.config.media.timeout
+            await asyncio.sleep(min(max(timeout / 4, 0.5), 5.0))
+            self.transmit(self.b2bua.hangup_idle(self._now(), timeout))
+            self._arm()
+
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._media_watch is not None:
+            self._media_watch.cancel()
         for transport in self.transports.values():
             transport.close()
 
@@ -92,6 +126,7 @@ class Engine:
         self.peers = PeerIndex(config.peers)
         self.b2bua.reconfigure(Router(config.peers, config.routes), dict(config.peers))
         self.security.reconfigure(config.security)
+        self.b2bua.media_mode = config.media.mode
         self._local_cache.clear()
         monitor = self.b2bua.monitor
         if monitor is not None and self._loop is not None:

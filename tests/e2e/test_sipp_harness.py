@@ -86,6 +86,7 @@ def test_every_scenario_has_a_counterpart_here() -> None:
     covered = {name for pair in PAIRS for name in pair} | {"uac_options"}
     covered |= {"uas_registrar"}  # no UAC registers SIPp to SIPp: test_registration.py covers it
     covered |= {"uac_register"}  # the SBC is its registrar: test_registered_pbx.py covers it
+    covered |= {"uac_media"}  # RTP through the SBC's relay: test_media.py covers it
     assert on_disk == covered
 
 

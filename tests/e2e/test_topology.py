@@ -1,15 +1,17 @@
 """Topology hiding: every message each peer sees carries nothing of the other side.
 
 For each side, the identifiers it made itself (its address, Call-IDs, tags, Via branches,
-Contact) are collected from the messages it sent, then searched for in the headers of every
-message the other side received. The SDP bodies are left out: media anchoring, which rewrites
-them, is not built yet, and until then the SBC passes SDP unchanged.
+Contact) are collected from the messages it sent, then searched for in every message the other
+side received, SDP bodies included: with media anchored (``media.mode: relay``, the default),
+the SDP names only the SBC. With ``bypass`` the SDP passes untouched by design, so there the
+headers alone are searched.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sbc import Pkiss
@@ -24,8 +26,9 @@ pytestmark = [
 _BLOCK = re.compile(r"^-{20,} .*$", re.M)
 
 
-def _messages(log: str) -> list[tuple[str, str]]:
-    """(direction, header section) of every message in a SIPp message log."""
+def _messages(log: str, bodies: bool = False) -> list[tuple[str, str]]:
+    """(direction, header section, or whole message with ``bodies``) of every message in a
+    SIPp message log."""
     out = []
     for block in _BLOCK.split(log):
         lines = block.strip("\n").splitlines()
@@ -33,8 +36,7 @@ def _messages(log: str) -> list[tuple[str, str]]:
             continue
         direction = "sent" if " sent " in lines[0] else "received"
         text = "\n".join(lines[1:]).strip("\n").replace("\r", "")
-        head = text.split("\n\n", 1)[0]
-        out.append((direction, head))
+        out.append((direction, text if bodies else text.split("\n\n", 1)[0]))
     return out
 
 
@@ -61,9 +63,9 @@ def _identifiers(messages: list[tuple[str, str]]) -> set[str]:
     return found
 
 
-def _assert_hidden(seen_by: Sipp, other: Sipp, other_ip: str) -> None:
+def _assert_hidden(seen_by: Sipp, other: Sipp, other_ip: str, bodies: bool) -> None:
     theirs = _messages(other.messages())
-    mine = _messages(seen_by.messages())
+    mine = _messages(seen_by.messages(), bodies)
     secrets = _identifiers(theirs) | {other_ip}
     assert len(secrets) > 3, "the other side's identifiers were not found"
     received = [head for direction, head in mine if direction == "received"]
@@ -73,26 +75,34 @@ def _assert_hidden(seen_by: Sipp, other: Sipp, other_ip: str) -> None:
             assert secret not in head, f"{secret!r} leaked into:\n{head}"
 
 
+FLOWS = [
+    ("uac_basic", "uas_basic"),
+    ("uac_recv_bye", "uas_bye"),
+    ("uac_100rel", "uas_100rel"),
+    ("uac_reinvite", "uas_reinvite_recv"),
+    ("uac_reinvite_recv", "uas_reinvite_send"),
+    ("uac_busy", "uas_busy"),
+    ("uac_cancel", "uas_ring_forever"),
+]
+
+
 @pytest.mark.parametrize(
-    ("caller", "callee"),
-    [
-        ("uac_basic", "uas_basic"),
-        ("uac_recv_bye", "uas_bye"),
-        ("uac_100rel", "uas_100rel"),
-        ("uac_reinvite", "uas_reinvite_recv"),
-        ("uac_reinvite_recv", "uas_reinvite_send"),
-        ("uac_busy", "uas_busy"),
-        ("uac_cancel", "uas_ring_forever"),
-    ],
+    ("caller", "callee", "media"),
+    [(caller, callee, "relay") for caller, callee in FLOWS]
+    + [("uac_basic", "uas_basic", "bypass")],
 )
 def test_nothing_of_one_side_reaches_the_other(
     sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], caller: str,
-    callee: str,
+    callee: str, media: str,
 ) -> None:  # fmt: skip
-    net = Net(sipp_factory, sbc_factory)
+    def mode(config: dict[str, Any]) -> None:
+        config["media"] = {"mode": media, "ports": "43000-43999"}
+
+    net = Net(sipp_factory, sbc_factory, patch=mode)
     pbx = net.pbx(callee, calls=2)
     operator = net.operator(caller, calls=2)
     operator.check()
     pbx.check()
-    _assert_hidden(pbx, operator, OPERATOR)
-    _assert_hidden(operator, pbx, PBX)
+    bodies = media == "relay"
+    _assert_hidden(pbx, operator, OPERATOR, bodies)
+    _assert_hidden(operator, pbx, PBX, bodies)

@@ -42,6 +42,7 @@ def test_rewrite_points_every_address_at_the_relay_and_drops_ice() -> None:
     text = bytes(session.rewrite("203.0.113.5", [20000, 20002])).decode()
     assert "192.168.1.20" not in text
     assert "alice" not in text  # the origin's user name is the caller's business
+    assert "s=-\r\n" in text and "Softphone" not in text
     assert "o=- 2890844526 2890844527 IN IP4 203.0.113.5" in text
     assert "m=audio 20000 RTP/AVP 8 101" in text
     assert "a=rtcp:20001 IN IP4 203.0.113.5" in text

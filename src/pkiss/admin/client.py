@@ -89,6 +89,12 @@ def render(command: str, data: Any) -> str:
             f"bans now          {data['bans']} (flood {sec.get('flood', 0)}, scanners "
             f"{sec.get('scanner', 0)}, auth failures {sec.get('auth_failures', 0)})",
         ]
+        media = data.get("media") or {}
+        if media.get("relay"):
+            lines.append(f"media relay       {media['calls']} calls, {media['packets']} packets "
+                         f"relayed, {media['ignored']} ignored")  # fmt: skip
+        else:
+            lines.append("media relay       off (SDP untouched)")
         return "\n".join(lines)
     if command == "peers":
         rows = []

@@ -53,6 +53,17 @@ class _NodeCollector:
         yield sec
         yield GaugeMetricFamily("pkiss_bans", "Sources banned now",
                                 value=len(engine.security.bans.active(now)))  # fmt: skip
+        relay = engine.relay
+        if relay is not None:
+            yield GaugeMetricFamily("pkiss_media_calls", "Calls whose media the relay anchors",
+                                    value=len(relay.calls))  # fmt: skip
+            yield CounterMetricFamily("pkiss_media_packets", "RTP/RTCP packets relayed",
+                                      value=relay.stats["packets"])  # fmt: skip
+            yield CounterMetricFamily("pkiss_media_bytes", "RTP/RTCP bytes relayed",
+                                      value=relay.stats["bytes"])  # fmt: skip
+            yield CounterMetricFamily("pkiss_media_ignored_packets",
+                                      "Packets to relay ports from unexpected sources",
+                                      value=relay.stats["ignored"])  # fmt: skip
 
 
 def render_metrics(engine: Engine, now: float) -> tuple[bytes, str]:

@@ -32,7 +32,15 @@ def status(engine: Engine, started_at: float, loaded_at: float, now: float) -> d
         "dropped": engine.dropped,
         "bans": len(engine.security.bans.active(now)),
         "security": dict(engine.security.stats),
+        "media": _media(engine),
     }
+
+
+def _media(engine: Engine) -> dict[str, Any]:
+    relay = engine.relay
+    if relay is None:
+        return {"relay": False}
+    return {"relay": True, "calls": len(relay.calls), **relay.stats}
 
 
 def _host_state(engine: Engine, addr: Any) -> str:

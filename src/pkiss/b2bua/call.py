@@ -60,6 +60,8 @@ class Call:
     # peers whose limit counters this call holds: released once, when the call ends
     held: list[str] = field(default_factory=list)
     refusal: Refusal | None = None  # the last target skipped for its limits
+    media: bool = False  # media anchored (relayed by the SBC)
+    b_offer: bytes | None = None  # the caller's SDP offer rewritten for the B-leg
 
     @property
     def ended(self) -> bool:

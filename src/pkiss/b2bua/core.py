@@ -39,9 +39,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..health import HealthMonitor
+from ..media import MediaEngine, MediaError
 from ..registration import Binding, Registrations
 from ..routing import Limits, Refusal, Router, Target, rewrite
 from ..routing.registrar import Registrar
+from ..sdp import SdpError
 from ..sip.digest import Nonces, authorization, parse_challenge, parse_credentials, verify
 from ..sip.digest import challenge as digest_challenge
 from ..sip.errors import ParseError
@@ -144,6 +146,10 @@ class B2BUA:
         self._turn = itertools.count()
         self.stats = {"calls": 0, "answered": 0, "failed": 0, "limited": 0}
         self.on_call_end: Callable[[Call], None] | None = None
+        # media anchoring: the engine (None: SDP passes untouched) and the default mode
+        self.media: MediaEngine | None = None
+        self.media_mode = "bypass"
+        self.media_calls: dict[str, Call] = {}  # relay key -> call, for idle media
         # told of every refused digest credential (security counts them per source)
         self.on_auth_failure: Callable[[Addr, float], None] | None = None
 
@@ -391,7 +397,74 @@ class B2BUA:
         self.dialogs[(a.call_id, a.local_tag)] = (call, a)
         if key is not None:
             self.invites[key] = call
+        if self._relayed(peer, targets) and not self._anchor_offer(call, targets, now, out):
+            return
         self._try_next(call, now, out)
+
+    # --------------------------------------------------------------------------- media
+    def _relayed(self, peer: Any, targets: list[Target]) -> bool:
+        """Media goes through the SBC unless every peer of the call says ``bypass``."""
+        if self.media is None:
+            return False
+        modes = {getattr(peer, "media", None) or self.media_mode}
+        for target in targets:
+            other = self.peers.get(target.peer)
+            modes.add(getattr(other, "media", None) or self.media_mode)
+        return "relay" in modes
+
+    def _anchor_offer(self, call: Call, targets: list[Target], now: float,
+                      out: list[Send]) -> bool:  # fmt: skip
+        """Relay the caller's media: its SDP offer, rewritten once for every B-leg attempt
+        (488 when it is not SDP, 503 when no port is free)."""
+        call.media = True
+        self.media_calls[call.a.local_tag] = call
+        body = call.a_invite.body
+        if not body or not _is_sdp(call.a_invite):
+            return True  # late offer: the answer will come in the ACK
+        toward = self.local(targets[0].addr) if targets else call.a.local
+        assert self.media is not None
+        try:
+            call.b_offer = self.media.rewrite(call.a.local_tag, "a", body, toward.host,
+                                              call.a.dest.host, now)  # fmt: skip
+        except (SdpError, MediaError) as exc:
+            status = 488 if isinstance(exc, SdpError) else 503
+            log.info("refusing call %s: %d, media: %s", call.a.call_id, status, exc)
+            call.a_final_sent = True
+            self._respond(call.a_key, call.a_invite, status, now, out, to_tag=call.a.local_tag)
+            self._end(call, now, "media")
+            return False
+        return True
+
+    def _anchored(self, call: Call, leg: Leg, message: Message, now: float) -> bytes:
+        """The body of ``message`` from ``leg``, for the other leg: its SDP rewritten
+        toward the relay when the call's media is anchored."""
+        body = message.body
+        if not call.media or not body or self.media is None or not _is_sdp(message):
+            return body
+        other = call.other(leg)
+        toward = other.local if other is not None else leg.local
+        try:
+            return self.media.rewrite(call.a.local_tag, leg.side.lower(), body, toward.host,
+                                      leg.dest.host, now)  # fmt: skip
+        except (SdpError, MediaError) as exc:
+            log.warning("call %s: SDP from the %s-leg not relayed (%s): body dropped",
+                        call.a.call_id, leg.side, exc)  # fmt: skip
+            return b""
+
+    def hangup_idle(self, now: float, timeout: float) -> list[Send]:
+        """End the answered calls whose media has been silent ``timeout`` seconds."""
+        out: list[Send] = []
+        if self.media is None:
+            return out
+        for key in self.media.idle(now, timeout):
+            call = self.media_calls.get(key)
+            if call is None:
+                self.media.release(key)
+                continue
+            if call.answered_at is not None and now - call.answered_at >= timeout:
+                log.info("call %s: no media for %g s, hanging up", call.a.call_id, timeout)
+                self._hangup(call, None, now, out, "media timeout")
+        return out
 
     def _authenticated(
         self, request: Request, source: Addr, key: str | None, peer: Any, now: float,
@@ -593,7 +666,7 @@ class B2BUA:
         invite = b.request(
             "INVITE",
             headers=headers,
-            body=a_invite.body,
+            body=call.b_offer if call.b_offer is not None else a_invite.body,
             cseq=b.local_cseq,
             max_forwards=(max_forwards - 1) if max_forwards is not None else 69,
         )
@@ -649,6 +722,9 @@ class B2BUA:
             self.limits.release(name)
         if call.a_key is not None and call.a_final_sent:
             self.invites.pop(call.a_key, None)
+        if call.media and self.media is not None:
+            self.media_calls.pop(call.a.local_tag, None)
+            self.media.release(call.a.local_tag)
         if self.on_call_end is not None:
             self.on_call_end(call)
 
@@ -684,8 +760,9 @@ class B2BUA:
         other = call.other(leg)
         if call.late_ack is not None and call.late_ack is other and other is not None:
             call.late_ack = None
+            body = self._anchored(call, leg, ack, now)
             ack_out = other.ack(
-                call.late_ack_cseq, body=ack.body, headers=copy_allowed(ack, REQUEST_HEADERS)
+                call.late_ack_cseq, body=body, headers=copy_allowed(ack, REQUEST_HEADERS)
             )
             self._run(self.layer.ack(ack_out, other.dest, now), None, now, out)
 
@@ -727,7 +804,7 @@ class B2BUA:
         headers: list[Header] = copy_allowed(request, REQUEST_HEADERS)
         if method == "INVITE":
             headers.append(("Allow", ALLOW))
-        sent = other.request(method, headers=headers, body=request.body)
+        sent = other.request(method, headers=headers, body=self._anchored(call, leg, request, now))
         relay = Relay(call, leg, key, request, sent)
         self._send_request(sent, other.dest, "relay", call, relay, now, out)
 
@@ -744,7 +821,7 @@ class B2BUA:
             return
         headers: list[Header] = [("RAck", f"{b_rseq} {call.b_invite.cseq.seq} INVITE")]
         headers.extend(copy_allowed(request, REQUEST_HEADERS))
-        sent = other.request("PRACK", headers=headers, body=request.body)
+        sent = other.request("PRACK", headers=headers, body=self._anchored(call, leg, request, now))
         relay = Relay(call, leg, key, request, sent)
         self._send_request(sent, other.dest, "relay", call, relay, now, out)
 
@@ -837,7 +914,8 @@ class B2BUA:
                 self._respond(
                     call.a_key, call.a_invite, status, now, out,
                     reason=reason_phrase(status), to_tag=call.a.local_tag,
-                    headers=self._answer_headers(call.a, response), body=response.body,
+                    headers=self._answer_headers(call.a, response),
+                    body=self._anchored(call, leg, response, now),
                 )  # fmt: skip
             return
         # a failure: answer a challenge, retry elsewhere, or pass the callee's answer back
@@ -923,7 +1001,7 @@ class B2BUA:
             return
         provisional = make_response(
             call.a_invite, response.status, reason_phrase(response.status),
-            to_tag=call.a.local_tag, headers=headers, body=response.body,
+            to_tag=call.a.local_tag, headers=headers, body=self._anchored(call, leg, response, now),
         )  # fmt: skip
         if reliable and call.a_reliable:
             t1 = self.t1
@@ -972,9 +1050,10 @@ class B2BUA:
         headers = copy_allowed(response, RESPONSE_HEADERS)
         if method in ("INVITE", "UPDATE") and 200 <= status < 300:
             headers = [("Contact", relay.from_leg.local.contact), *headers]
+        body = self._anchored(call, to_leg, response, now) if to_leg is not None else b""
         self._respond(
             relay.server_key, relay.original, status, now, out,
-            reason=reason_phrase(status), headers=headers, body=response.body,
+            reason=reason_phrase(status), headers=headers, body=body,
         )  # fmt: skip
         if status in (408, 481) and not call.ended:
             self._hangup(call, None, now, out, f"{status} on in-dialog {method}")
@@ -1096,6 +1175,11 @@ class B2BUA:
 
 _REGISTER_DEFAULT = 3600  # seconds, when a REGISTER names no expiry
 _REGISTER_MAX = 3600  # the longest binding granted
+
+
+def _is_sdp(message: Message) -> bool:
+    kind = message.header("content-type")
+    return kind is not None and kind.split(";", 1)[0].strip().lower() == "application/sdp"
 
 
 def _strip_tag(value: str) -> str:

@@ -59,8 +59,8 @@ class Session:
 
     def rewrite(self, address: str, ports: list[int | None]) -> Session:
         """A copy that receives media at ``address``: ``ports[i]`` for the i-th ``m=`` (None
-        or 0 keeps a disabled stream at port 0); o= and c= carry ``address``, RTCP goes to
-        port + 1, ICE attributes are dropped."""
+        or 0 keeps a disabled stream at port 0); o= and c= carry ``address`` (o= with user
+        ``-``), s= is ``-``, RTCP goes to port + 1, ICE attributes are dropped."""
         family = "IP6" if ":" in address else "IP4"
         lines: list[tuple[str, str]] = []
         for key, value in self.lines:
@@ -69,6 +69,8 @@ class Session:
                 if len(parts) != 6:
                     raise SdpError(f"bad o= line: {value!r}")
                 value = f"- {parts[1]} {parts[2]} IN {family} {address}"
+            elif key == "s":
+                value = "-"  # a session name may tell the other side's software
             elif key == "c":
                 value = f"IN {family} {address}"
             elif key == "a" and value.split(":", 1)[0] in _ICE:

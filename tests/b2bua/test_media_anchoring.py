@@ -1,0 +1,118 @@
+"""Media anchoring in the B2BUA, with explicit time: which SDP goes where, what is refused,
+and that every way a call ends frees its relay ports. The relay binds real loopback ports
+but is not watched by any loop here (no RTP flows: tests/e2e/test_media.py sends some)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from peers import (
+    CONFIG,
+    OPERATOR,
+    PBX1,
+    Bench,
+    answer,
+    cancel,
+    in_dialog,
+    invite,
+    requests,
+    responses,
+)
+
+from pkiss.media import BuiltinRelay
+from pkiss.sdp import parse_sdp
+
+A_SDP = (
+    b"v=0\r\no=op 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 8\r\n"
+)
+B_SDP = (
+    b"v=0\r\no=pbx 2 2 IN IP4 127.0.0.3\r\ns=PBX 9.1\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\n"
+    b"m=audio 5000 RTP/AVP 8\r\n"
+)
+
+
+def with_body(message: bytes, body: bytes) -> bytes:
+    head = message.split(b"\r\n\r\n", 1)[0]
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"content-")]
+    lines += [b"Content-Type: application/sdp", b"Content-Length: %d" % len(body)]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@pytest.fixture
+def bench() -> Iterator[Bench]:
+    b = Bench(CONFIG)
+    relay = BuiltinRelay("127.0.0.1", (44000, 44999))
+    b.core.media = relay
+    b.core.media_mode = "relay"
+    yield b
+    for key in list(relay.calls):
+        relay.release(key)
+
+
+def relay_of(b: Bench) -> BuiltinRelay:
+    assert isinstance(b.core.media, BuiltinRelay)
+    return b.core.media
+
+
+def assert_relayed(body: bytes, hidden: str) -> int:
+    session = parse_sdp(body)
+    assert hidden not in body.decode()
+    assert session.connection_for(session.media[0]) == ("IP4", "127.0.0.1")
+    port = session.media[0].port
+    assert 44000 <= port <= 44999
+    return port
+
+
+def test_offer_and_answer_name_the_relay_and_bye_frees_it(bench: Bench) -> None:
+    (b_invite,) = requests(bench.feed(with_body(invite(1), A_SDP), OPERATOR), PBX1, "INVITE")
+    to_pbx = assert_relayed(b_invite.body, "127.0.0.2")
+    sends = bench.feed(with_body(answer(b_invite, 200), B_SDP), PBX1)
+    (ok,) = [r for r in responses(sends, OPERATOR) if r.status == 200]
+    to_operator = assert_relayed(ok.body, "127.0.0.3")
+    assert "PBX 9.1" not in ok.body.decode()  # the session name could tell the PBX's software
+    assert to_pbx != to_operator
+    assert len(relay_of(bench).calls) == 1
+    tag = ok.to.tag if ok.to is not None else ""
+    bench.feed(in_dialog("BYE", 1, tag or "", 2), OPERATOR)
+    assert relay_of(bench).calls == {}
+
+
+def test_an_offer_that_is_not_sdp_gets_488_and_holds_nothing(bench: Bench) -> None:
+    sends = bench.feed(with_body(invite(1), b"this is not sdp"), OPERATOR)
+    assert [r.status for r in responses(sends, OPERATOR) if r.status >= 200] == [488]
+    assert not requests(sends, PBX1, "INVITE")
+    assert relay_of(bench).calls == {}
+    assert bench.core.calls == set()
+
+
+def test_cancel_frees_the_relay(bench: Bench) -> None:
+    bench.feed(with_body(invite(1), A_SDP), OPERATOR)
+    assert len(relay_of(bench).calls) == 1
+    bench.feed(cancel(1), OPERATOR)
+    assert relay_of(bench).calls == {}
+
+
+def test_peers_that_all_say_bypass_keep_their_sdp(bench: Bench) -> None:
+    bypass = CONFIG.replace("role: carrier,", "role: carrier, media: bypass,").replace(
+        "    health: false\n", "    health: false\n    media: bypass\n"
+    )
+    b = Bench(bypass)
+    b.core.media = relay_of(bench)
+    b.core.media_mode = "relay"
+    (b_invite,) = requests(b.feed(with_body(invite(1), A_SDP), OPERATOR), PBX1, "INVITE")
+    assert b_invite.body == A_SDP
+    assert relay_of(bench).calls == {}
+
+
+def test_a_late_offer_is_anchored_when_the_answer_comes_in_the_ack(bench: Bench) -> None:
+    (b_invite,) = requests(bench.feed(invite(1, sdp=False), OPERATOR), PBX1, "INVITE")
+    assert not b_invite.body
+    sends = bench.feed(with_body(answer(b_invite, 200), B_SDP), PBX1)
+    (ok,) = [r for r in responses(sends, OPERATOR) if r.status == 200]
+    assert_relayed(ok.body, "127.0.0.3")  # the PBX's offer, toward the operator
+    tag = ok.to.tag if ok.to is not None else ""
+    ack = with_body(in_dialog("ACK", 1, tag or "", 1), A_SDP)
+    (b_ack,) = requests(bench.feed(ack, OPERATOR), PBX1, "ACK")
+    assert_relayed(b_ack.body, "127.0.0.2")  # the operator's answer, toward the PBX

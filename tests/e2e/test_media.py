@@ -1,0 +1,101 @@
+"""Media anchoring with the built-in relay: real SIPp peers, real RTP.
+
+The operator's SIPp sends the G.711 recording SIPp ships (``g711a.pcap``) after the answer; the
+PBX's SIPp echoes every RTP packet back (``-rtp_echo``). Both must reach each other through
+the SBC's relay ports only, and neither side's SDP may name the other's address.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sbc import Pkiss, basic_config, free_port
+from sipp import Sipp, sipp_available
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not sipp_available(), reason="sipp is not on PATH (package sip-tester)"),
+]
+
+OPERATOR, PBX = "127.0.0.2", "127.0.0.3"
+RECORDING = Path("/usr/share/sip-tester/g711a.pcap")
+
+
+def pcap_packets(path: Path) -> int:
+    """Packets in a classic pcap file (24-byte header, then 16-byte record headers)."""
+    data = path.read_bytes()
+    endian = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    count, pos = 0, 24
+    while pos + 16 <= len(data):
+        length = struct.unpack(endian + "I", data[pos + 8 : pos + 12])[0]
+        pos += 16 + length
+        count += 1
+    return count
+
+
+def status(node: Pkiss) -> dict[str, Any]:
+    url = f"http://{node.config['admin']['listen']}/api/status"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
+def relayed_config(**media: Any) -> tuple[dict[str, Any], int, int, int]:
+    sbc_port, op_port, pbx_port = free_port(), free_port(OPERATOR), free_port(PBX)
+    config = basic_config(sbc_port, carrier_port=op_port, pbx_port=pbx_port)
+    config["media"] = {"mode": "relay", "ports": "42000-42999", **media}
+    return config, sbc_port, op_port, pbx_port
+
+
+def sdp_of(messages: str, first_line: str) -> str:
+    """The SDP body of the first message in a SIPp log that starts with ``first_line``."""
+    block = messages.split(first_line, 1)[1]
+    return block.split("v=0", 1)[1].split("----------", 1)[0]
+
+
+@pytest.mark.skipif(not RECORDING.is_file(), reason=f"{RECORDING} not found (sip-tester)")
+def test_rtp_goes_both_ways_through_the_relay_and_sdp_names_only_the_sbc(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    config, sbc_port, op_port, pbx_port = relayed_config()
+    sbc = sbc_factory(config)
+    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1,
+                       media_port=free_port(PBX), extra_args=["-rtp_echo"]).start()  # fmt: skip
+    uac = sipp_factory("uac_media", local_ip=OPERATOR, local_port=op_port,
+                       remote=("127.0.0.1", sbc_port), service="+33123456789",
+                       media_port=free_port(OPERATOR), calls=1, timeout=30).start()  # fmt: skip
+    uac.check(timeout=30)
+    pbx.check(timeout=5)
+    # the offer the PBX got and the answer the operator got name the SBC, never the other side
+    offer = sdp_of(pbx.messages(), "INVITE sip:")
+    answer = sdp_of(uac.messages(), "SIP/2.0 200 OK")
+    assert "c=IN IP4 127.0.0.1" in offer and OPERATOR not in offer
+    assert "c=IN IP4 127.0.0.1" in answer and PBX not in answer
+    sent = pcap_packets(RECORDING)
+    media = status(sbc)["media"]
+    # every packet there and back (the echo), allowing a few lost on the way
+    assert media["packets"] >= 2 * sent * 0.95, (media, sent)
+    assert media["ignored"] == 0
+    assert media["calls"] == 0  # released with the call
+
+
+def test_a_call_without_media_is_hung_up_after_the_media_timeout(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    config, sbc_port, op_port, pbx_port = relayed_config(timeout=2)
+    sbc = sbc_factory(config)
+    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1).start()
+    uac = sipp_factory("uac_recv_bye", local_ip=OPERATOR, local_port=op_port,
+                       remote=("127.0.0.1", sbc_port), service="+33123456789", calls=1,
+                       timeout=15).start()  # fmt: skip
+    started = time.monotonic()
+    uac.check(timeout=15)  # the caller got a BYE from the SBC
+    pbx.check(timeout=5)  # and so did the PBX
+    assert time.monotonic() - started >= 2
+    assert "no media for 2 s, hanging up" in sbc.log()

@@ -17,11 +17,13 @@ run: install
 	$(BIN)/pkiss run -c $(CONFIG)
 
 # Debian packages the end-to-end tests drive: SIPp (sip-tester) plays operators and PBXs,
-# SIPVicious (svmap, svwar, svcrack) plays the scanners the SBC must stop.
+# SIPVicious (svmap, svwar, svcrack) plays the scanners the SBC must stop, PostgreSQL keeps
+# call detail records.
 DEB_TOOLS := sipp:sip-tester svmap:sipvicious
 deps:
 	@missing=""; for pair in $(DEB_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

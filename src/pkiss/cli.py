@@ -1,11 +1,13 @@
 """``pkiss``: thin. Parse arguments, load the config, hand over to the server (``run``) or to
-the admin API's client (``status``, ``peers``, ``calls``, ``bans``, ``reload``)."""
+the admin API's client (``status``, ``peers``, ``calls``, ``bans``, ``reload``, ``cdr``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import urllib.parse
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .config import ConfigError, load_config
@@ -32,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true", help="print the API's JSON")
         if name == "bans":
             cmd.add_argument("--unban", metavar="IP", help="lift the ban of this address")
+        if name == "cdr":
+            cmd.add_argument(
+                "--since",
+                metavar="WHEN",
+                help="records started since: 15m, 2h, 1d, or an ISO 8601 time",
+            )
+            cmd.add_argument("--limit", type=int, default=100,
+                             help="at most this many, the newest (default 100)")  # fmt: skip
     return parser
 
 
@@ -41,7 +51,21 @@ _ADMIN_COMMANDS = {
     "calls": "calls in progress",
     "bans": "sources banned now (--unban IP lifts one)",
     "reload": "make the running node load its config file again",
+    "cdr": "call detail records (--since 1h, --limit N)",
 }
+
+
+def _since(text: str) -> str:
+    """``15m``, ``2h``, ``1d`` (ago) or an ISO 8601 time, as the API's ISO 8601 UTC time."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        when = datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        return when.isoformat()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since: {text!r} is neither 15m/2h/1d nor an ISO 8601 time") from None
+    return parsed.isoformat()
 
 
 def _admin(args: argparse.Namespace) -> int:
@@ -60,9 +84,14 @@ def _admin(args: argparse.Namespace) -> int:
             data = client.call("POST", "/api/reload")
         elif command == "bans" and args.unban:
             data = client.call("DELETE", f"/api/bans/{args.unban}")
+        elif command == "cdr":
+            query = {"limit": str(args.limit)}
+            if args.since:
+                query["since"] = _since(args.since)
+            data = client.call("GET", "/api/cdr?" + urllib.parse.urlencode(query))
         else:
             data = client.call("GET", f"/api/{command}")
-    except AdminError as exc:
+    except (AdminError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
     if args.json:

@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ class Server:
         self.loaded_at = 0.0
         self._stop = asyncio.Event()
         self._admin: Any = None
+        self.cdr: Any = None
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -39,6 +41,7 @@ class Server:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         self.started_at = self.loaded_at = loop.time()
+        await self._start_cdr()
         await self.engine.start()
         await self._start_admin()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
@@ -49,6 +52,19 @@ class Server:
         await self._stop.wait()
         collector.cancel()
         await self.shutdown()
+
+    async def _start_cdr(self) -> None:
+        """One record per ended call, to ``storage.cdr``."""
+        from .cdr import CdrStore, CdrWriter, record_of
+
+        self.cdr = writer = CdrWriter(CdrStore(self.config.storage.cdr))
+        await writer.start()
+        loop = asyncio.get_running_loop()
+
+        def ended(call: Any) -> None:
+            writer.add(record_of(call, loop.time(), time.time()))
+
+        self.engine.b2bua.on_call_end = ended
 
     async def _start_admin(self) -> None:
         # imported here: the web stack is only loaded by a node that serves it
@@ -98,6 +114,8 @@ class Server:
         await self._unregister(loop)
         if self._admin is not None:
             await self._admin.stop()
+        if self.cdr is not None:
+            await self.cdr.stop()
         engine.close()
         log.info("stopped")
 

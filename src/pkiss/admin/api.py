@@ -9,8 +9,10 @@ never in a thread beside it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -29,6 +31,7 @@ class Node(Protocol):
     engine: Engine
     started_at: float
     loaded_at: float
+    cdr: Any
 
     def now(self) -> float: ...
 
@@ -98,6 +101,27 @@ def build_app(node: Node) -> FastAPI:
         if errors:
             return JSONResponse({"reloaded": False, "errors": errors}, status_code=422)
         return JSONResponse({"reloaded": True, "peers": len(node.engine.config.peers)})
+
+    @app.get("/api/cdr", dependencies=reads)
+    async def get_cdr(since: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Call detail records, oldest first: the newest ``limit`` (at most 10,000) started
+        at or after ``since`` (ISO 8601; UTC when no offset is given)."""
+        start = None
+        if since is not None:
+            try:
+                start = datetime.fromisoformat(since)
+            except ValueError:
+                raise HTTPException(422, f"since: not an ISO 8601 time: {since!r}") from None
+            if start.tzinfo is None:
+                start = start.replace(tzinfo=UTC)
+        writer = node.cdr
+        if writer is None:
+            return []
+        await writer.flush()  # what ended a moment ago is there too
+        rows: list[dict[str, Any]] = await asyncio.to_thread(
+            writer.store.query, start, max(1, min(limit, 10_000))
+        )
+        return rows
 
     @app.get("/metrics", dependencies=reads)
     async def get_metrics() -> Response:

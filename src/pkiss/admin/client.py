@@ -113,4 +113,11 @@ def render(command: str, data: Any) -> str:
     if command == "bans":
         rows = [[b["address"], _seconds(b["remaining"]), b["reason"]] for b in data]
         return _table(rows, ["ADDRESS", "REMAINING", "REASON"]) + f"\n{len(data)} ban(s)"
+    if command == "cdr":
+        rows = [[r["started_at"][:19].replace("T", " "), r["caller"], r["called"],
+                 r["source_peer"], r["dest_peer"] or "-", r["status"], _seconds(r["duration"]),
+                 r["reason"]] for r in data]  # fmt: skip
+        table = _table(rows, ["STARTED (UTC)", "FROM", "TO", "FROM PEER", "TO PEER", "STATUS",
+                              "TALKED", "END"])  # fmt: skip
+        return table + f"\n{len(data)} record(s)"
     return json.dumps(data, indent=2)

@@ -40,6 +40,7 @@ class Call:
     b_peer: str | None = None
     state: str = "routing"  # routing -> early -> answered -> ended
     a_final_sent: bool = False
+    final_status: int = 0  # the final response the caller got (0: none yet)
     a_reliable: bool = False
     a_rseq: int = 0
     rseq_map: dict[int, int] = field(default_factory=dict)

@@ -430,6 +430,7 @@ class B2BUA:
             status = 488 if isinstance(exc, SdpError) else 503
             log.info("refusing call %s: %d, media: %s", call.a.call_id, status, exc)
             call.a_final_sent = True
+            call.final_status = status
             self._respond(call.a_key, call.a_invite, status, now, out, to_tag=call.a.local_tag)
             self._end(call, now, "media")
             return False
@@ -702,6 +703,7 @@ class B2BUA:
     ) -> None:  # fmt: skip
         if not call.a_final_sent:
             call.a_final_sent = True
+            call.final_status = status
             self._respond(call.a_key, call.a_invite, status, now, out, to_tag=call.a.local_tag,
                           headers=headers)  # fmt: skip
         self.stats["failed"] += 1
@@ -738,6 +740,7 @@ class B2BUA:
         if call.a_final_sent:
             return
         call.a_final_sent = True
+        call.final_status = 487
         self._respond(call.a_key, call.a_invite, 487, now, out, to_tag=call.a.local_tag)
         self._cancel_b(call, now, out)
         self._end(call, now, "cancelled")
@@ -836,7 +839,8 @@ class B2BUA:
                 continue
             if leg is call.a and not call.a_final_sent:
                 call.a_final_sent = True
-                self._respond(call.a_key, call.a_invite, 487 if from_leg is None else 480, now,
+                call.final_status = 487 if from_leg is None else 480
+                self._respond(call.a_key, call.a_invite, call.final_status, now,
                               out, to_tag=call.a.local_tag)  # fmt: skip
             elif leg is call.b and not leg.confirmed:
                 self._cancel_b(call, now, out)
@@ -911,6 +915,7 @@ class B2BUA:
             call.a.confirmed = True
             if not call.a_final_sent:
                 call.a_final_sent = True
+                call.final_status = status
                 self._respond(
                     call.a_key, call.a_invite, status, now, out,
                     reason=reason_phrase(status), to_tag=call.a.local_tag,

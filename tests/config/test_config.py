@@ -234,7 +234,7 @@ def test_example_file_loads_without_environment(monkeypatch: pytest.MonkeyPatch)
     assert config.peer("operator").hosts[0].host == "127.0.0.2"
     assert config.peer("pbx").hosts[0].host == "127.0.0.3"
     assert "+3312345*" in config.peer("pbx").dids
-    assert config.media.mode == "bypass"
+    assert config.media.mode == "relay" and config.media.timeout == 60
     assert config.storage.cdr == "sqlite:///./pkiss-cdr.sqlite"
     assert str(config.admin.listen) == "127.0.0.1:8080" and config.admin.token
 

@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import ipaddress
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -47,6 +48,17 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+_STATIC = {
+    "dashboard.html": "text/html; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+
+
+def _static(name: str) -> bytes:
+    return (resources.files(__package__) / "static" / name).read_bytes()
+
+
 def build_app(node: Node) -> FastAPI:
     app = FastAPI(title="pkiss admin", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -69,6 +81,29 @@ def build_app(node: Node) -> FastAPI:
             raise HTTPException(403, "writes are disabled: admin.token is not set")
         if not token_ok(request):
             raise HTTPException(401, "a bearer token is needed", {"WWW-Authenticate": "Bearer"})
+
+    @app.middleware("http")
+    async def hardened(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> Response:
+        # the page itself holds no data: every figure comes from the API, token-checked
+        return Response(_static("dashboard.html"), media_type="text/html; charset=utf-8")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        kind = _STATIC.get(name)
+        if kind is None:
+            raise HTTPException(404, "not found")
+        return Response(_static(name), media_type=kind)
 
     reads = [Depends(read_access)]
     writes = [Depends(write_access)]

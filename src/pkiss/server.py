@@ -34,6 +34,7 @@ class Server:
         self._stop = asyncio.Event()
         self._admin: Any = None
         self.cdr: Any = None
+        self.state: Any = None
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -43,6 +44,7 @@ class Server:
         self.started_at = self.loaded_at = loop.time()
         await self._start_cdr()
         await self.engine.start()
+        await self._start_state()
         await self._start_admin()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
@@ -65,6 +67,20 @@ class Server:
             writer.add(record_of(call, loop.time(), time.time()))
 
         self.engine.b2bua.on_call_end = ended
+
+    async def _start_state(self) -> None:
+        """``state: redis://...``: bans and call counts shared with the other nodes."""
+        url = self.config.state
+        if url == "memory":
+            return
+        from .routing.limits import MemoryLimitStore
+        from .state import SharedState
+
+        store = self.engine.b2bua.limits.store
+        assert isinstance(store, MemoryLimitStore)
+        loop = asyncio.get_running_loop()
+        self.state = SharedState(url, store, self.engine.security.bans, loop.time)
+        await self.state.start()
 
     async def _start_admin(self) -> None:
         # imported here: the web stack is only loaded by a node that serves it
@@ -116,6 +132,8 @@ class Server:
             await self._admin.stop()
         if self.cdr is not None:
             await self.cdr.stop()
+        if self.state is not None:
+            await self.state.stop()
         engine.close()
         log.info("stopped")
 

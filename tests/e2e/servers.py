@@ -1,5 +1,5 @@
 """Real servers the end-to-end tests need, started from Debian's packages in a temporary
-directory on a free loopback port, and stopped by PID: PostgreSQL for now."""
+directory on a free loopback port, and stopped by PID: PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from sbc import free_port
 
-__all__ = ["Postgres", "postgres_bin"]
+__all__ = ["Postgres", "Redis", "postgres_bin"]
 
 
 def postgres_bin() -> Path | None:
@@ -92,4 +92,42 @@ class Postgres:
 
     def remove(self) -> None:
         self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Redis:
+    """A redis-server on a free loopback port, no persistence, in its own folder."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="pkiss-redis-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> Redis:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ping = subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
+                                  capture_output=True, text=True)  # fmt: skip
+            if ping.stdout.strip() == "PONG":
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
         shutil.rmtree(self.workdir, ignore_errors=True)

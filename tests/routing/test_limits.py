@@ -84,3 +84,20 @@ def test_changed_limits_apply_to_new_calls_and_calls_in_progress_still_count() -
     assert limits.admit("pbx", LimitsConfig(calls=3), 1.0) is not None
     limits.release("pbx")
     assert limits.admit("pbx", LimitsConfig(calls=3), 1.0) is None
+
+
+def test_other_nodes_calls_and_rate_count_against_the_limits() -> None:
+    store = MemoryLimitStore()
+    limits = Limits(store)
+    store.remote_calls = {"d": 1}
+    assert limits.admit("d", LimitsConfig(calls=2), 0.0) is None
+    refusal = limits.admit("d", LimitsConfig(calls=2), 0.0)
+    assert refusal is not None and refusal.limit == "calls"
+    store.remote_calls = {}
+    assert limits.admit("d", LimitsConfig(calls=2), 0.0) is None
+    # other nodes admit 4 of the 5 cps: this node's bucket refills at 1 a second
+    store.remote_rate = {"e": 4.0}
+    five = LimitsConfig(cps=5)
+    assert all(limits.admit("e", five, 0.0) is None for _ in range(5))  # the burst
+    assert limits.admit("e", five, 0.5) is not None
+    assert limits.admit("e", five, 1.01) is None

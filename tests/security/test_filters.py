@@ -148,3 +148,17 @@ def test_every_captured_sipvicious_request_is_recognised() -> None:
         seen += 1
         assert sig.scanners.match(message) is not None, path.name
     assert seen >= 10
+
+
+def test_bans_made_here_are_told_and_bans_from_elsewhere_are_not() -> None:
+    told: list[str] = []
+    lifted: list[str] = []
+    bans = BanList()
+    bans.on_ban = lambda ban, now: told.append(ban.host)
+    bans.on_unban = lifted.append
+    bans.ban("192.0.2.1", 60, "flood", now=0.0)
+    bans.ban("192.0.2.2", 60, "flood (another node)", now=0.0, shared=False)
+    assert told == ["192.0.2.1"]
+    bans.unban("192.0.2.2", shared=False)
+    bans.unban("192.0.2.1")
+    assert lifted == ["192.0.2.1"]

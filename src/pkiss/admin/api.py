@@ -33,6 +33,7 @@ class Node(Protocol):
     started_at: float
     loaded_at: float
     cdr: Any
+    state: Any
 
     def now(self) -> float: ...
 
@@ -110,7 +111,7 @@ def build_app(node: Node) -> FastAPI:
 
     @app.get("/api/status", dependencies=reads)
     async def get_status() -> dict[str, Any]:
-        return views.status(node.engine, node.started_at, node.loaded_at, node.now())
+        return views.status(node.engine, node.started_at, node.loaded_at, node.now(), node.state)
 
     @app.get("/api/peers", dependencies=reads)
     async def get_peers() -> list[dict[str, Any]]:

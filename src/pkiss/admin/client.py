@@ -89,6 +89,13 @@ def render(command: str, data: Any) -> str:
             f"bans now          {data['bans']} (flood {sec.get('flood', 0)}, scanners "
             f"{sec.get('scanner', 0)}, auth failures {sec.get('auth_failures', 0)})",
         ]
+        state = data.get("state") or {}
+        if state.get("kind") == "redis":
+            link = "connected" if state.get("connected") else "NOT CONNECTED"
+            lines.append(f"shared state      redis, {link}, {state.get('nodes', 1)} node(s), "
+                         f"this one {state.get('node')}")  # fmt: skip
+        else:
+            lines.append("shared state      none (this node only)")
         media = data.get("media") or {}
         if media.get("relay"):
             lines.append(f"media relay       {media['calls']} calls, {media['packets']} packets "

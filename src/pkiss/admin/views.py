@@ -20,9 +20,15 @@ def _wall(now: float, at: float) -> float:
     return time.time() - (now - at)
 
 
-def status(engine: Engine, started_at: float, loaded_at: float, now: float) -> dict[str, Any]:
+def status(engine: Engine, started_at: float, loaded_at: float, now: float,
+           shared: Any = None) -> dict[str, Any]:  # fmt: skip
     b2bua = engine.b2bua
+    state: dict[str, Any] = {"kind": "memory"}
+    if shared is not None:
+        state = {"kind": "redis", "connected": shared.connected, "nodes": shared.nodes,
+                 "node": shared.node}  # fmt: skip
     return {
+        "state": state,
         "uptime": round(now - started_at, 3),
         "config_loaded_at": round(_wall(now, loaded_at), 3),
         "accepting": engine.accepting,

@@ -14,9 +14,9 @@ A refusal says which limit was hit and how long to wait (the ``Retry-After`` of 
 Counters are keyed by peer name, not by config object: a reload that changes a peer's limits
 applies them to new calls at once, and calls in progress keep being counted until they end.
 
-The counters live in a ``LimitStore``. ``MemoryLimitStore`` is the one-node store; a store
-shared by several nodes (Redis: one small script per ``acquire``) implements the same three
-methods. ``acquire`` checks and counts in one step so that such a store can do it atomically.
+The counters live in a ``LimitStore``. ``MemoryLimitStore`` counts this node's calls and adds
+what other nodes reported through the shared state (``state/``), so that a limit holds across
+nodes without a network round trip on the call path.
 """
 
 from __future__ import annotations
@@ -100,10 +100,18 @@ class _Peer:
 
 
 class MemoryLimitStore:
-    """The counters of one node, in this object (not in a module-level dict)."""
+    """The counters of one node, in this object (not in a module-level dict).
+
+    With several nodes sharing state, ``remote_calls`` and ``remote_rate`` hold what the other
+    nodes last reported (``state/``): calls in progress per peer, and calls admitted per second
+    per peer. A call is then admitted when this node's calls plus theirs are under ``calls``,
+    and the bucket refills at what ``cps`` leaves after their rate. The figures are at most a
+    sync interval old: two nodes admitting at the same instant may overshoot by a call."""
 
     def __init__(self) -> None:
         self._peers: dict[str, _Peer] = {}
+        self.remote_calls: dict[str, int] = {}
+        self.remote_rate: dict[str, float] = {}
 
     def acquire(
         self, peer: str, calls: int | None, cps: float | None, now: float
@@ -111,13 +119,14 @@ class MemoryLimitStore:
         state = self._peers.get(peer)
         if state is None:
             state = self._peers[peer] = _Peer()
-        if calls is not None and state.calls >= calls:
+        if calls is not None and state.calls + self.remote_calls.get(peer, 0) >= calls:
             state.refused += 1
             return Refusal(peer, "calls", CALLS_RETRY_AFTER)
         if cps is not None:
             burst = max(float(cps), 1.0)
+            refill = max(cps - self.remote_rate.get(peer, 0.0), 0.0)
             tokens = burst if state.tokens is None else state.tokens
-            tokens = min(burst, tokens + max(0.0, now - state.stamp) * cps)
+            tokens = min(burst, tokens + max(0.0, now - state.stamp) * refill)
             state.tokens, state.stamp = tokens, max(now, state.stamp)
             if tokens < 1.0 - 1e-9:  # float noise: 0.2 s at 5 cps is one token
                 state.refused += 1

@@ -7,7 +7,7 @@ Addresses in ``never_ban`` are never added, whatever the filter that asks.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,9 @@ class BanList:
         self._bans: dict[str, Ban] = {}
         self._added = 0
         self.never_ban: tuple[Any, ...] = tuple(never_ban)
+        # told of each ban and unban made here (the shared state passes them to other nodes)
+        self.on_ban: Callable[[Ban, float], None] | None = None
+        self.on_unban: Callable[[str], None] | None = None
 
     def protected(self, host: str) -> bool:
         """True for an address ``never_ban`` covers."""
@@ -50,9 +53,11 @@ class BanList:
             return False
         return True
 
-    def ban(self, host: str, duration: float, reason: str, now: float) -> Ban | None:
+    def ban(self, host: str, duration: float, reason: str, now: float, *,
+            shared: bool = True) -> Ban | None:  # fmt: skip
         """Ban ``host`` for ``duration`` seconds; None when it is protected. A longer ban
-        already in place is kept."""
+        already in place is kept. ``shared``: tell ``on_ban`` (false for a ban that came from
+        another node)."""
         if self.protected(host):
             return None
         current = self._bans.get(host)
@@ -63,10 +68,15 @@ class BanList:
         self._added += 1
         if self._added % _PRUNE_EVERY == 0:
             self._bans = {h: b for h, b in self._bans.items() if b.until > now}
+        if shared and self.on_ban is not None:
+            self.on_ban(ban, now)
         return ban
 
-    def unban(self, host: str) -> bool:
-        return self._bans.pop(host, None) is not None
+    def unban(self, host: str, *, shared: bool = True) -> bool:
+        found = self._bans.pop(host, None) is not None
+        if found and shared and self.on_unban is not None:
+            self.on_unban(host)
+        return found
 
     def active(self, now: float) -> list[Ban]:
         """The bans in force, soonest to end first."""

@@ -1,0 +1,227 @@
+"""Several nodes, one view of bans and call counts, through Redis (redis-py's asyncio client).
+
+Nothing on the SIP path waits for Redis. Every ``SYNC_INTERVAL`` seconds a task
+- writes this node's calls in progress and calls admitted per peer to the hash
+  ``pkiss:node:<id>``, which expires after ``NODE_TTL`` seconds (a node that stops or dies
+  drops out by itself);
+- reads the other nodes' hashes and hands their totals to the limit store (``remote_calls``,
+  and their admission rate as ``remote_rate``).
+A ban made here is written as ``pkiss:ban:<address>`` (expiring with the ban) and published on
+``pkiss:bans``; a lifted one is deleted and published. Each node listens on that channel and
+loads the bans in force when it starts. Redis down: the node goes on alone, logs it once, and
+tries again each interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..routing.limits import MemoryLimitStore
+from ..security.bans import Ban, BanList
+
+__all__ = ["SharedState"]
+
+log = logging.getLogger("pkiss.state")
+
+SYNC_INTERVAL = 0.5
+"""Seconds between two exchanges of call counts."""
+NODE_TTL = 3.0
+"""Seconds a node's counts stay in Redis without a refresh."""
+CHANNEL = "pkiss:bans"
+
+
+class SharedState:
+    def __init__(self, url: str, limits: MemoryLimitStore, bans: BanList,
+                 clock: Any, node_id: str | None = None) -> None:  # fmt: skip
+        self.url = url
+        self.limits = limits
+        self.bans = bans
+        self.clock = clock  # the loop's time(): bans are kept on it
+        self.node = node_id or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
+        self.client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self.nodes = 1
+        self.connected = False
+        self._warned = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last: dict[str, tuple[float, dict[str, int]]] = {}  # node -> (time, admitted)
+        self._outbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    # ------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self.bans.on_ban = self._banned_here
+        self.bans.on_unban = self._unbanned_here
+        self._tasks = [asyncio.create_task(self._sync_forever()),
+                       asyncio.create_task(self._listen_forever()),
+                       asyncio.create_task(self._send_forever())]  # fmt: skip
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await task
+        with contextlib.suppress(RedisError, OSError):
+            await self._flush_outbox()
+            await self.client.delete(f"pkiss:node:{self.node}")
+        await self.client.aclose()
+
+    def _up(self, up: bool, error: Exception | None = None) -> None:
+        """Log the changes only: connected, or lost (once until it comes back)."""
+        if up:
+            if not self.connected:
+                log.info("shared state: connected to %s as node %s", _redacted(self.url),
+                         self.node)  # fmt: skip
+            self.connected, self._warned = True, False
+            return
+        if not self._warned:
+            log.error("shared state: %s not available (%s); going on alone, retrying",
+                      _redacted(self.url), error)  # fmt: skip
+            self._warned = True
+        self.connected = False
+
+    # ------------------------------------------------------------------------------ counts
+    async def _sync_forever(self) -> None:
+        loaded = False
+        while True:
+            try:
+                if not loaded:
+                    await self._load_bans()
+                    loaded = True
+                await self._sync()
+                self._up(True)
+            except (RedisError, OSError) as exc:
+                self._up(False, exc)
+                self.limits.remote_calls = {}
+                self.limits.remote_rate = {}
+            await asyncio.sleep(SYNC_INTERVAL)
+
+    async def _sync(self) -> None:
+        mine = self.limits.snapshot()
+        key = f"pkiss:node:{self.node}"
+        fields = {f"calls:{p}": c.calls for p, c in mine.items()}
+        fields.update({f"admitted:{p}": c.admitted for p, c in mine.items()})
+        pipe = self.client.pipeline()
+        pipe.delete(key)
+        if fields:
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        else:
+            pipe.hset(key, "alive", 1)
+        pipe.expire(key, int(NODE_TTL))
+        await pipe.execute()
+        others: list[str] = []
+        async for name in self.client.scan_iter(match="pkiss:node:*", count=100):
+            node = name.decode() if isinstance(name, bytes) else str(name)
+            if node != key:
+                others.append(node)
+        calls: dict[str, int] = {}
+        rate: dict[str, float] = {}
+        now = time.monotonic()
+        seen: dict[str, tuple[float, dict[str, int]]] = {}
+        for node in others:
+            raw = await self.client.hgetall(node)
+            admitted: dict[str, int] = {}
+            for field, value in raw.items():
+                kind, _, peer = (field.decode() if isinstance(field, bytes) else field).partition(
+                    ":"
+                )
+                count = int(value)
+                if kind == "calls":
+                    calls[peer] = calls.get(peer, 0) + count
+                elif kind == "admitted":
+                    admitted[peer] = count
+            before = self._last.get(node)
+            if before is not None and now > before[0]:
+                for peer, count in admitted.items():
+                    delta = max(count - before[1].get(peer, 0), 0)
+                    rate[peer] = rate.get(peer, 0.0) + delta / (now - before[0])
+            seen[node] = (now, admitted)
+        self._last = seen
+        self.nodes = 1 + len(others)
+        self.limits.remote_calls = calls
+        self.limits.remote_rate = rate
+
+    # -------------------------------------------------------------------------------- bans
+    def _banned_here(self, ban: Ban, now: float) -> None:
+        self._outbox.put_nowait(("ban", (ban, ban.until - now)))
+
+    def _unbanned_here(self, host: str) -> None:
+        self._outbox.put_nowait(("unban", host))
+
+    async def _send_forever(self) -> None:
+        while True:
+            op, arg = await self._outbox.get()
+            try:
+                await self._send(op, arg)
+            except (RedisError, OSError) as exc:
+                self._up(False, exc)
+
+    async def _flush_outbox(self) -> None:
+        while not self._outbox.empty():
+            op, arg = self._outbox.get_nowait()
+            await self._send(op, arg)
+
+    async def _send(self, op: str, arg: Any) -> None:
+        if op == "ban":
+            ban, left = arg
+            payload = json.dumps({"op": "ban", "host": ban.host, "left": left,
+                                  "reason": ban.reason, "node": self.node})  # fmt: skip
+            await self.client.set(f"pkiss:ban:{ban.host}", payload, px=max(int(left * 1000), 1))
+            await self.client.publish(CHANNEL, payload)
+        else:
+            payload = json.dumps({"op": "unban", "host": arg, "node": self.node})
+            await self.client.delete(f"pkiss:ban:{arg}")
+            await self.client.publish(CHANNEL, payload)
+
+    async def _load_bans(self) -> None:
+        async for key in self.client.scan_iter(match="pkiss:ban:*", count=500):
+            raw = await self.client.get(key)
+            ttl = await self.client.pttl(key)
+            if raw is None or ttl is None or ttl <= 0:
+                continue
+            data = json.loads(raw)
+            self.bans.ban(data["host"], ttl / 1000, data["reason"], self.clock(), shared=False)
+
+    async def _listen_forever(self) -> None:
+        while True:
+            try:
+                pubsub = self.client.pubsub()
+                await pubsub.subscribe(CHANNEL)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._apply(message["data"])
+            except (RedisError, OSError) as exc:
+                self._up(False, exc)
+                await asyncio.sleep(SYNC_INTERVAL * 4)
+
+    def _apply(self, raw: bytes | str) -> None:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return
+        if not isinstance(data, dict) or data.get("node") == self.node:
+            return
+        host = str(data.get("host", ""))
+        if data.get("op") == "ban":
+            if self.bans.ban(host, float(data["left"]), str(data.get("reason", "")), self.clock(),
+                             shared=False) is not None:  # fmt: skip
+                log.warning("banned %s for %g s by node %s: %s", host, float(data["left"]),
+                            data.get("node"), data.get("reason"))  # fmt: skip
+        elif data.get("op") == "unban" and self.bans.unban(host, shared=False):
+            log.info("ban of %s lifted by node %s", host, data.get("node"))
+
+
+def _redacted(url: str) -> str:
+    head, sep, tail = url.partition("://")
+    if "@" in tail:
+        tail = "***@" + tail.split("@", 1)[1]
+    return head + sep + tail

@@ -192,6 +192,8 @@ class Env:
     """Seconds to wait, before each measurement, for other processes to go quiet (0: no)."""
     noisy_retries: int
     """Times a rate step that failed while other processes used the CPU is run again."""
+    media: str = "bypass"
+    """pkiss's media.mode: bypass (SDP untouched) or relay (SDP rewritten, ports per call)."""
 
 
 def bench_sipp(*, trace_msg: bool = False, **kwargs: Any) -> Sipp:
@@ -261,6 +263,7 @@ class Testbed:
         self.mode = mode
         self.workdir = workdir
         self.pinning = env.pinning
+        self.media = env.media
         self.quiet_wait = env.quiet_wait
         self.pbx_port = free_port(PBX)
         self.operator_port = free_port(OPERATOR)
@@ -289,6 +292,7 @@ class Testbed:
         config = basic_config(sbc_port, carrier_port=self.operator_port, pbx_port=self.pbx_port)
         for peer in config["peers"].values():
             peer["health"] = False  # no OPTIONS probes: only the calls cost CPU
+        config["media"] = {"mode": self.media, "ports": "20000-59999"}
         sbc = Pkiss(config, self.workdir)
         self._stack.callback(sbc.stop)
         with self.pinning.on(self.pinning.sbc):
@@ -944,6 +948,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--direct-rates", help="comma-separated calls/s for the direct steps")
     p.add_argument("--duration", type=float, help="seconds of new calls per rate step")
     p.add_argument("--hold", type=int, default=100, help="call hold time in ms (default 100)")
+    p.add_argument("--media", choices=["bypass", "relay"], default="bypass",
+                   help="pkiss's media.mode (relay: every call's SDP rewritten, 4 relay "
+                        "ports per call; no RTP is sent)")  # fmt: skip
     p.add_argument("--latency-rate", type=float, help="calls/s of the latency run (100)")
     p.add_argument("--latency-duration", type=float, help="seconds of the latency run")
     p.add_argument("--rss-calls", type=int, help="concurrent calls of the memory run (2000)")
@@ -1008,7 +1015,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sipp is not on PATH: make deps (Debian package sip-tester)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _terminate)
-    env = Env(Pinning(not args.no_pin), args.wait_quiet, args.noisy_retries)
+    env = Env(Pinning(not args.no_pin), args.wait_quiet, args.noisy_retries, args.media)
     workdir = Path(tempfile.mkdtemp(prefix="pkiss-bench-"))
     log(f"work directory {workdir}; pinning: {env.pinning.describe()}")
     results: dict[str, Any] = {

@@ -28,7 +28,7 @@ from .sip.message import Message, Request, make_response, stamp_received
 from .sip.parser import parse_datagram
 from .sip.sanity import salvage_response
 from .sip.transaction import Addr, Send
-from .transport import TcpTransport, UdpTransport
+from .transport import TcpTransport, UdpTransport, tls_contexts
 
 __all__ = ["Engine", "PeerIndex"]  # PeerIndex: routing.attribution, kept here for callers
 
@@ -52,6 +52,7 @@ class Engine:
         self.dropped = 0
         self.accepting = True
         self.relay: BuiltinRelay | None = None
+        self._identity = _identity(config)
         self._media_watch: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------------------- lifecycle
@@ -66,8 +67,10 @@ class Engine:
             elif ep.transport == "tcp":
                 transport = TcpTransport(ep.host, ep.port, self.on_stream_message, max_size)
             else:
-                log.warning("listen %s: TLS is not available yet, skipped", ep)
-                continue
+                server_ssl, client_ssl = tls_contexts(self.config.sbc.tls)
+                transport = TcpTransport(ep.host, ep.port, self.on_stream_message, max_size,
+                                         name="tls", server_ssl=server_ssl,
+                                         client_ssl=client_ssl)  # fmt: skip
             await transport.start()
             self.transports[(ep.transport, family)] = transport
             log.info("listening on %s:%s:%d", ep.transport, ep.host, transport.port)
@@ -126,6 +129,7 @@ class Engine:
         self.peers = PeerIndex(config.peers)
         self.b2bua.reconfigure(Router(config.peers, config.routes), dict(config.peers))
         self.security.reconfigure(config.security)
+        self._identity = _identity(config)
         self.b2bua.media_mode = config.media.mode
         self._local_cache.clear()
         monitor = self.b2bua.monitor
@@ -267,7 +271,17 @@ class Engine:
             if transport is None:
                 log.warning("no %s transport to reach %s", dest.transport, dest)
                 continue
-            transport.send(bytes(send.message), dest)
+            data = bytes(send.message)
+            if self._identity is not None:
+                data = self._identify(send.message, data)
+            transport.send(data, dest)
+
+    def _identify(self, message: Message, data: bytes) -> bytes:
+        """``sbc.server_header``: the SBC names itself (Server in responses, User-Agent in
+        requests), after the start line. Unset, it sends neither (topology hiding)."""
+        assert self._identity is not None
+        name = b"User-Agent" if isinstance(message, Request) else b"Server"
+        return data.replace(b"\r\n", b"\r\n" + name + b": " + self._identity + b"\r\n", 1)
 
     def local(self, dest: Addr) -> LocalAddress:
         """Our address as a peer at ``dest`` sees it: the advertised address, else the
@@ -311,6 +325,11 @@ class Engine:
         self._timer_at = None
         self.transmit(self.b2bua.handle_timer(self._loop.time()))
         self._arm()
+
+
+def _identity(config: Any) -> bytes | None:
+    value = config.sbc.server_header
+    return value.encode("utf-8") if value else None
 
 
 def _source_address_for(host: str, family: int) -> str:

@@ -161,6 +161,19 @@ FULL_GC_INTERVAL = 600.0
 """Seconds between the full garbage collections the server runs itself."""
 
 
+def raise_file_limit() -> None:
+    """Each relayed call holds four sockets (two RTP/RTCP pairs): take every descriptor the
+    system allows this process, not the shell's default soft limit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not on this platform
+        pass
+
+
 def tune_gc() -> None:
     """Calls and transactions hold no reference cycles (reference counting frees them), but
     the collector would still walk every live transaction: under load CPython's default full
@@ -198,6 +211,7 @@ def run(config_path: Path, drain: float = 0.0) -> int:
     except ImportError:  # pragma: no cover - uvloop is optional
         pass
     tune_gc()
+    raise_file_limit()
     server = Server(config, config_path, drain)
     try:
         asyncio.run(server.serve())

@@ -310,3 +310,33 @@ def test_caller_id_enforced_on_calls_from_the_pbx(
     assert spoofed.wait() != 0
     assert "SIP/2.0 403 " in spoofed.messages()
     assert operator.stats()["SuccessfulCall(C)"] == 1, "the spoofed call never reached it"
+
+
+def _received_heads(peer: Sipp) -> list[str]:
+    blocks = peer.messages().split("message received")[1:]
+    return [block.split("\n\n", 2)[1] if "\n\n" in block else block for block in blocks]
+
+
+def test_the_sbc_names_no_software_unless_told(net: Net) -> None:
+    pbx = net.pbx("uas_basic", calls=1)
+    operator = net.operator("uac_basic", calls=1)
+    _both(operator, pbx, 1)
+    for peer in (pbx, operator):
+        for head in _received_heads(peer):
+            assert "\nServer:" not in head and "\nUser-Agent:" not in head, head
+
+
+def test_server_header_names_the_sbc_when_set(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    def named(config: dict[str, Any]) -> None:
+        config["sbc"]["server_header"] = "ACME Border 2"
+
+    net = Net(sipp_factory, sbc_factory, patch=named)
+    pbx = net.pbx("uas_basic", calls=1)
+    operator = net.operator("uac_basic", calls=1)
+    _both(operator, pbx, 1)
+    invite = pbx.messages().split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
+    assert "User-Agent: ACME Border 2" in invite
+    ok = operator.messages().split("SIP/2.0 200 OK", 1)[1].split("\n\n", 1)[0]
+    assert "Server: ACME Border 2" in ok

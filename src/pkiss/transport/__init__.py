@@ -2,6 +2,7 @@
 and send bytes to addresses; they know nothing of SIP beyond stream framing."""
 
 from .tcp import TcpTransport
+from .tls import tls_contexts
 from .udp import UdpTransport
 
-__all__ = ["TcpTransport", "UdpTransport"]
+__all__ = ["TcpTransport", "UdpTransport", "tls_contexts"]

@@ -1,4 +1,7 @@
-"""TCP: a listening socket plus connections both ways, framed by Content-Length.
+"""TCP and TLS: a listening socket plus connections both ways, framed by Content-Length.
+
+TLS (RFC 3261 §26.2.1, RFC 5630) is the same transport with an SSL context on each side: the
+listening socket's for connections peers open, the client one for connections the SBC opens.
 
 Connections are kept by remote address and reused for anything sent there (RFC 3261 §18.1.1
 and §18.2.2: responses go back on the connection the request came on). Outbound connections
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import cast
 
@@ -38,7 +42,7 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if self.remote is None:
             peer = transport.get_extra_info("peername")
-            self.remote = Addr("tcp", str(peer[0]).split("%", 1)[0], int(peer[1]))
+            self.remote = Addr(self.owner.name, str(peer[0]).split("%", 1)[0], int(peer[1]))
         self.owner._register(self)
         for data in self.pending:
             self.transport.write(data)
@@ -79,8 +83,12 @@ class _Connection(asyncio.Protocol):
 class TcpTransport:
     def __init__(
         self, host: str, port: int, sink: MessageSink, max_size: int = 65535,
-        idle_timeout: float = 600.0,
+        idle_timeout: float = 600.0, *, name: str = "tcp",
+        server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
     ) -> None:  # fmt: skip
+        self.name = name
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
         self.host = host
         self.port = port
         self.sink = sink
@@ -92,8 +100,9 @@ class TcpTransport:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True
-        )
+            lambda: _Connection(self), self.host, self.port, reuse_address=True,
+            ssl=self.server_ssl,
+        )  # fmt: skip
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     def _register(self, conn: _Connection) -> None:
@@ -110,7 +119,7 @@ class TcpTransport:
         key = (dest.host, dest.port)
         conn = self._connections.get(key)
         if conn is None:
-            conn = _Connection(self, Addr("tcp", dest.host, dest.port))
+            conn = _Connection(self, Addr(self.name, dest.host, dest.port))
             self._connections[key] = conn
             asyncio.get_running_loop().create_task(self._connect(conn, dest))
         conn.write(data)
@@ -118,9 +127,15 @@ class TcpTransport:
     async def _connect(self, conn: _Connection, dest: Addr) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.create_connection(lambda: conn, dest.host, dest.port)
-        except OSError as exc:
-            log.info("tcp connect to %s failed: %s", dest, exc)
+            if self.client_ssl is None:
+                await loop.create_connection(lambda: conn, dest.host, dest.port)
+            else:
+                await loop.create_connection(
+                    lambda: conn, dest.host, dest.port, ssl=self.client_ssl,
+                    server_hostname=dest.host,
+                )  # fmt: skip
+        except (OSError, ssl.SSLError) as exc:
+            log.info("%s connect to %s failed: %s", self.name, dest, exc)
             self._unregister(conn)
 
     def close(self) -> None:

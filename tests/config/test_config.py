@@ -658,3 +658,15 @@ def test_unreadable_file(tmp_path: Path) -> None:
     assert caught.value.errors == [
         f"{tmp_path / 'missing.yaml'}: cannot read: No such file or directory"
     ]
+
+
+def test_urls_in_logs_keep_no_password() -> None:
+    from pkiss.config.urls import redacted
+
+    assert (
+        redacted("postgresql://cdr:s3cret@db.example/pkiss")
+        == "postgresql://cdr:***@db.example/pkiss"
+    )
+    assert redacted("redis://:s3cret@127.0.0.1:6379/0") == "redis://***@127.0.0.1:6379/0"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redacted("sqlite:///pkiss-cdr.sqlite") == "sqlite:///pkiss-cdr.sqlite"

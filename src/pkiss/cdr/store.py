@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..config.urls import redacted
 from .record import CallRecord
 
 __all__ = ["CdrStore", "CdrWriter", "sqlalchemy_url"]
@@ -63,15 +64,6 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
-
-
-def _redacted(url: str) -> str:
-    """A URL fit for logs: no password."""
-    head, sep, tail = url.partition("://")
-    if "@" in tail and ":" in tail.split("@", 1)[0]:
-        user = tail.split("@", 1)[0].split(":", 1)[0]
-        tail = f"{user}:***@" + tail.split("@", 1)[1]
-    return head + sep + tail
 
 
 class CdrStore:
@@ -134,7 +126,7 @@ class CdrWriter:
         try:
             await asyncio.to_thread(self.store.create)
         except SQLAlchemyError as exc:
-            log.error("CDR storage %s not available yet: %s", _redacted(self.store.url),
+            log.error("CDR storage %s not available yet: %s", redacted(self.store.url),
                       str(exc).splitlines()[0])  # fmt: skip
             return False
         return True

@@ -26,6 +26,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..config.urls import redacted
 from ..routing.limits import MemoryLimitStore
 from ..security.bans import Ban, BanList
 
@@ -79,13 +80,13 @@ class SharedState:
         """Log the changes only: connected, or lost (once until it comes back)."""
         if up:
             if not self.connected:
-                log.info("shared state: connected to %s as node %s", _redacted(self.url),
+                log.info("shared state: connected to %s as node %s", redacted(self.url),
                          self.node)  # fmt: skip
             self.connected, self._warned = True, False
             return
         if not self._warned:
             log.error("shared state: %s not available (%s); going on alone, retrying",
-                      _redacted(self.url), error)  # fmt: skip
+                      redacted(self.url), error)  # fmt: skip
             self._warned = True
         self.connected = False
 
@@ -218,10 +219,3 @@ class SharedState:
                             data.get("node"), data.get("reason"))  # fmt: skip
         elif data.get("op") == "unban" and self.bans.unban(host, shared=False):
             log.info("ban of %s lifted by node %s", host, data.get("node"))
-
-
-def _redacted(url: str) -> str:
-    head, sep, tail = url.partition("://")
-    if "@" in tail:
-        tail = "***@" + tail.split("@", 1)[1]
-    return head + sep + tail

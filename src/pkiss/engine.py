@@ -17,7 +17,7 @@ from typing import Any
 
 from .b2bua import B2BUA, LocalAddress
 from .health import HealthMonitor
-from .media import BuiltinRelay
+from .media import BuiltinRelay, RtpEngine
 from .registration import Registrations
 from .routing import Router
 from .routing.attribution import PeerIndex
@@ -52,6 +52,7 @@ class Engine:
         self.dropped = 0
         self.accepting = True
         self.relay: BuiltinRelay | None = None
+        self.rtpengine: RtpEngine | None = None
         self._identity = _identity(config)
         self._media_watch: asyncio.Task[None] | None = None
 
@@ -82,8 +83,8 @@ class Engine:
         self._arm()
 
     def _start_media(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The built-in relay, bound to the address SIP listens on (the first UDP or TCP
-        listener of the address family), when any call may be relayed."""
+        """When any call may be relayed: rtpengine (``media.engine: rtpengine``), or the
+        built-in relay bound to the IPv4 address of the first listener."""
         media = self.config.media
         self.b2bua.media_mode = media.mode
         relayed = media.mode == "relay" or any(
@@ -92,8 +93,15 @@ class Engine:
         if not relayed:
             return
         if media.engine == "rtpengine":
-            log.error("media.engine rtpengine is not available in this version: "
-                      "the built-in relay anchors the media")  # fmt: skip
+            ng = media.rtpengine
+            self.rtpengine = RtpEngine(ng.host, ng.port)
+            self.b2bua.media = self.rtpengine
+            if self.rtpengine.ping():
+                log.info("media through rtpengine at %s:%d", ng.host, ng.port)
+            else:
+                log.error("rtpengine at %s:%d does not answer yet: relayed calls get 503 "
+                          "until it does", ng.host, ng.port)  # fmt: skip
+            return
         host = next((ep.host for ep in self.config.sbc.listen if ":" not in ep.host), "0.0.0.0")
         self.relay = BuiltinRelay(str(host), (media.ports.low, media.ports.high),
                                   loop.add_reader, loop.remove_reader, loop.time)  # fmt: skip

@@ -1,5 +1,5 @@
 """Real servers the end-to-end tests need, started from Debian's packages in a temporary
-directory on a free loopback port, and stopped by PID: PostgreSQL and Redis."""
+directory on a free loopback port, and stopped by PID: PostgreSQL, Redis and rtpengine."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from sbc import free_port
 
-__all__ = ["Postgres", "Redis", "postgres_bin"]
+__all__ = ["Postgres", "Redis", "Rtpengine", "postgres_bin"]
 
 
 def postgres_bin() -> Path | None:
@@ -130,4 +130,65 @@ class Redis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Rtpengine:
+    """rtpengine in user-space forwarding mode (no kernel module) on 127.0.0.1, its ng control
+    socket and its media ports given, logging to a file the tests read."""
+
+    def __init__(self, ports: tuple[int, int] = (46000, 46999)) -> None:
+        self.ng_port = free_port()
+        self.ports = ports
+        self.workdir = Path(tempfile.mkdtemp(prefix="pkiss-rtpengine-"))
+        self.log_path = self.workdir / "rtpengine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def start(self, timeout: float = 10.0) -> Rtpengine:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            ["rtpengine", "--config-file=none", "--foreground", "--table=-1",
+             "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng_port}",
+             f"--listen-cli=127.0.0.1:{free_port()}", f"--port-min={self.ports[0]}",
+             f"--port-max={self.ports[1]}", "--log-stderr", "--log-level=6"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "Startup complete" in self.log() or ("ng" in self.log() and self._ping()):
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"rtpengine did not start:\n{self.log()[-2000:]}")
+
+    def _ping(self) -> bool:
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.sendto(b"c0ffee d7:command4:pinge", ("127.0.0.1", self.ng_port))
+                return b"pong" in s.recv(200)
+            except OSError:
+                return False
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Media anchoring with the built-in relay: real SIPp peers, real RTP.
+"""Media anchoring with the built-in relay and with rtpengine: real SIPp peers, real RTP.
 
 The operator's SIPp sends the G.711 recording SIPp ships (``g711a.pcap``) after the answer; the
 PBX's SIPp echoes every RTP packet back (``-rtp_echo``). Both must reach each other through
@@ -8,15 +8,18 @@ the SBC's relay ports only, and neither side's SDP may name the other's address.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import struct
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sbc import Pkiss, basic_config, free_port
+from servers import Rtpengine
 from sipp import Sipp, sipp_available
 
 pytestmark = [
@@ -99,3 +102,72 @@ def test_a_call_without_media_is_hung_up_after_the_media_timeout(
     pbx.check(timeout=5)  # and so did the PBX
     assert time.monotonic() - started >= 2
     assert "no media for 2 s, hanging up" in sbc.log()
+
+
+@pytest.fixture
+def rtpengine() -> Iterator[Rtpengine]:
+    if shutil.which("rtpengine") is None:
+        pytest.skip("rtpengine is not on PATH (package rtpengine-daemon)")
+    server = Rtpengine().start()
+    yield server
+    server.stop()
+
+
+def rtp_packets_by_tag(log: str) -> dict[str, int]:
+    """RTP packets rtpengine received per side, from its final statistics of the call."""
+    counts: dict[str, int] = {}
+    tag = ""
+    for line in log.splitlines():
+        if "--- Tag '" in line:
+            tag = line.split("--- Tag '", 1)[1].split("'", 1)[0]
+        elif "--------- Port" in line and "(RTCP)" not in line:
+            found = re.search(r", (\d+) p,", line)
+            if found:
+                counts[tag] = counts.get(tag, 0) + int(found.group(1))
+    return counts
+
+
+@pytest.mark.skipif(not RECORDING.is_file(), reason=f"{RECORDING} not found (sip-tester)")
+def test_rtp_goes_through_rtpengine_when_it_is_the_engine(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], rtpengine: Rtpengine
+) -> None:
+    config, sbc_port, op_port, pbx_port = relayed_config(
+        engine="rtpengine", rtpengine=f"udp:127.0.0.1:{rtpengine.ng_port}"
+    )
+    sbc = sbc_factory(config)
+    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1,
+                       media_port=free_port(PBX), extra_args=["-rtp_echo"]).start()  # fmt: skip
+    uac = sipp_factory("uac_media", local_ip=OPERATOR, local_port=op_port,
+                       remote=("127.0.0.1", sbc_port), service="+33123456789",
+                       media_port=free_port(OPERATOR), calls=1, timeout=30).start()  # fmt: skip
+    uac.check(timeout=30)
+    pbx.check(timeout=5)
+    offer = sdp_of(pbx.messages(), "INVITE sip:")
+    answer = sdp_of(uac.messages(), "SIP/2.0 200 OK")
+    assert "c=IN IP4 127.0.0.1" in offer and OPERATOR not in offer
+    assert "c=IN IP4 127.0.0.1" in answer and PBX not in answer
+    port = int(offer.split("m=audio ", 1)[1].split()[0])
+    assert 46000 <= port <= 46999  # one of rtpengine's ports, not the built-in relay's
+    assert "media through rtpengine" in sbc.log()
+    deadline = time.monotonic() + 5
+    while "Final packet stats" not in rtpengine.log():  # the SBC deleted the call
+        assert time.monotonic() < deadline, rtpengine.log()[-2000:]
+        time.sleep(0.1)
+    counts = rtp_packets_by_tag(rtpengine.log())
+    sent = pcap_packets(RECORDING)
+    assert counts.get("a", 0) >= sent * 0.95 and counts.get("b", 0) >= sent * 0.95, counts
+
+
+def test_calls_needing_a_silent_rtpengine_are_refused_at_once(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    config, sbc_port, op_port, pbx_port = relayed_config(
+        engine="rtpengine",
+        rtpengine=f"udp:127.0.0.1:{free_port()}",  # nothing listens there
+    )
+    sbc = sbc_factory(config)
+    uac = sipp_factory("uac_503", local_ip=OPERATOR, local_port=op_port,
+                       remote=("127.0.0.1", sbc_port), service="+33123456789",
+                       calls=1).start()  # fmt: skip
+    uac.check(timeout=10)
+    assert "rtpengine at 127.0.0.1:" in sbc.log() and "does not answer" in sbc.log()

@@ -97,7 +97,10 @@ def render(command: str, data: Any) -> str:
         else:
             lines.append("shared state      none (this node only)")
         media = data.get("media") or {}
-        if media.get("relay"):
+        if media.get("engine") == "rtpengine":
+            lines.append(f"media relay       rtpengine, {media['calls']} calls, "
+                         f"{media['requests']} requests, {media['errors']} errors")  # fmt: skip
+        elif media.get("relay"):
             lines.append(f"media relay       {media['calls']} calls, {media['packets']} packets "
                          f"relayed, {media['ignored']} ignored")  # fmt: skip
         else:

@@ -43,10 +43,13 @@ def status(engine: Engine, started_at: float, loaded_at: float, now: float,
 
 
 def _media(engine: Engine) -> dict[str, Any]:
+    if engine.rtpengine is not None:
+        ng = engine.rtpengine
+        return {"relay": True, "engine": "rtpengine", "calls": len(ng.calls), **ng.stats}
     relay = engine.relay
     if relay is None:
         return {"relay": False}
-    return {"relay": True, "calls": len(relay.calls), **relay.stats}
+    return {"relay": True, "engine": "builtin", "calls": len(relay.calls), **relay.stats}
 
 
 def _host_state(engine: Engine, addr: Any) -> str:

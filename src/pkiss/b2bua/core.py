@@ -425,7 +425,7 @@ class B2BUA:
         assert self.media is not None
         try:
             call.b_offer = self.media.rewrite(call.a.local_tag, "a", body, toward.host,
-                                              call.a.dest.host, now)  # fmt: skip
+                                              call.a.dest.host, now, "offer")  # fmt: skip
         except (SdpError, MediaError) as exc:
             status = 488 if isinstance(exc, SdpError) else 503
             log.info("refusing call %s: %d, media: %s", call.a.call_id, status, exc)
@@ -436,9 +436,11 @@ class B2BUA:
             return False
         return True
 
-    def _anchored(self, call: Call, leg: Leg, message: Message, now: float) -> bytes:
+    def _anchored(self, call: Call, leg: Leg, message: Message, now: float,
+                  kind: str) -> bytes:  # fmt: skip
         """The body of ``message`` from ``leg``, for the other leg: its SDP rewritten
-        toward the relay when the call's media is anchored."""
+        toward the relay when the call's media is anchored. ``kind``: ``offer`` or
+        ``answer`` (RFC 3264), which an engine such as rtpengine must be told."""
         body = message.body
         if not call.media or not body or self.media is None or not _is_sdp(message):
             return body
@@ -446,7 +448,7 @@ class B2BUA:
         toward = other.local if other is not None else leg.local
         try:
             return self.media.rewrite(call.a.local_tag, leg.side.lower(), body, toward.host,
-                                      leg.dest.host, now)  # fmt: skip
+                                      leg.dest.host, now, kind)  # fmt: skip
         except (SdpError, MediaError) as exc:
             log.warning("call %s: SDP from the %s-leg not relayed (%s): body dropped",
                         call.a.call_id, leg.side, exc)  # fmt: skip
@@ -763,7 +765,7 @@ class B2BUA:
         other = call.other(leg)
         if call.late_ack is not None and call.late_ack is other and other is not None:
             call.late_ack = None
-            body = self._anchored(call, leg, ack, now)
+            body = self._anchored(call, leg, ack, now, "answer")  # to the offer in the 2xx
             ack_out = other.ack(
                 call.late_ack_cseq, body=body, headers=copy_allowed(ack, REQUEST_HEADERS)
             )
@@ -807,7 +809,8 @@ class B2BUA:
         headers: list[Header] = copy_allowed(request, REQUEST_HEADERS)
         if method == "INVITE":
             headers.append(("Allow", ALLOW))
-        sent = other.request(method, headers=headers, body=self._anchored(call, leg, request, now))
+        body = self._anchored(call, leg, request, now, "offer")  # re-INVITE or UPDATE
+        sent = other.request(method, headers=headers, body=body)
         relay = Relay(call, leg, key, request, sent)
         self._send_request(sent, other.dest, "relay", call, relay, now, out)
 
@@ -824,7 +827,8 @@ class B2BUA:
             return
         headers: list[Header] = [("RAck", f"{b_rseq} {call.b_invite.cseq.seq} INVITE")]
         headers.extend(copy_allowed(request, REQUEST_HEADERS))
-        sent = other.request("PRACK", headers=headers, body=self._anchored(call, leg, request, now))
+        body = self._anchored(call, leg, request, now, "answer")  # to an offer in the 1xx
+        sent = other.request("PRACK", headers=headers, body=body)
         relay = Relay(call, leg, key, request, sent)
         self._send_request(sent, other.dest, "relay", call, relay, now, out)
 
@@ -920,7 +924,7 @@ class B2BUA:
                     call.a_key, call.a_invite, status, now, out,
                     reason=reason_phrase(status), to_tag=call.a.local_tag,
                     headers=self._answer_headers(call.a, response),
-                    body=self._anchored(call, leg, response, now),
+                    body=self._anchored(call, leg, response, now, _kind_of_reply(call.a_invite)),
                 )  # fmt: skip
             return
         # a failure: answer a challenge, retry elsewhere, or pass the callee's answer back
@@ -1006,7 +1010,8 @@ class B2BUA:
             return
         provisional = make_response(
             call.a_invite, response.status, reason_phrase(response.status),
-            to_tag=call.a.local_tag, headers=headers, body=self._anchored(call, leg, response, now),
+            to_tag=call.a.local_tag, headers=headers,
+            body=self._anchored(call, leg, response, now, _kind_of_reply(call.a_invite)),
         )  # fmt: skip
         if reliable and call.a_reliable:
             t1 = self.t1
@@ -1055,7 +1060,8 @@ class B2BUA:
         headers = copy_allowed(response, RESPONSE_HEADERS)
         if method in ("INVITE", "UPDATE") and 200 <= status < 300:
             headers = [("Contact", relay.from_leg.local.contact), *headers]
-        body = self._anchored(call, to_leg, response, now) if to_leg is not None else b""
+        body = (self._anchored(call, to_leg, response, now, _kind_of_reply(relay.sent))
+                if to_leg is not None else b"")  # fmt: skip
         self._respond(
             relay.server_key, relay.original, status, now, out,
             reason=reason_phrase(status), headers=headers, body=body,
@@ -1180,6 +1186,12 @@ class B2BUA:
 
 _REGISTER_DEFAULT = 3600  # seconds, when a REGISTER names no expiry
 _REGISTER_MAX = 3600  # the longest binding granted
+
+
+def _kind_of_reply(request: Request) -> str:
+    """A response's SDP answers the request's offer; to a request without one (late offer,
+    RFC 3261 §13.2.1), it is the offer."""
+    return "answer" if request.body else "offer"
 
 
 def _is_sdp(message: Message) -> bool:

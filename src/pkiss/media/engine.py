@@ -15,11 +15,12 @@ class MediaError(Exception):
 
 class MediaEngine(Protocol):
     def rewrite(self, call: str, side: str, body: bytes, address: str, peer_host: str,
-                now: float) -> bytes:  # fmt: skip
+                now: float, kind: str = "offer") -> bytes:  # fmt: skip
         """The SDP ``body`` that ``side`` ("a" or "b") of ``call`` sent, rewritten for the
         other side: media addressed to the engine at ``address``. ``peer_host`` is where
-        ``side`` signals from (media from it may come from there, behind NAT). Raises
-        ``SdpError`` for a body that is not SDP and ``MediaError`` when it cannot anchor."""
+        ``side`` signals from (media from it may come from there, behind NAT); ``kind`` is
+        ``offer`` or ``answer``. Raises ``SdpError`` for a body that is not SDP and
+        ``MediaError`` when it cannot anchor."""
         ...
 
     def release(self, call: str) -> None:

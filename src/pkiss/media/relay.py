@@ -70,7 +70,8 @@ class BuiltinRelay:
 
     # ------------------------------------------------------------------------ signalling
     def rewrite(self, call: str, side: str, body: bytes, address: str, peer_host: str,
-                now: float) -> bytes:  # fmt: skip
+                now: float, kind: str = "offer") -> bytes:  # fmt: skip
+        """(offers and answers are rewritten alike: each tells where its side receives)"""
         session = parse_sdp(body)
         state = self.calls.get(call)
         if state is None:

@@ -93,6 +93,18 @@ class Session:
             media.append(Media(m.kind, port, m.count if port else "", m.proto, m.formats, mlines))
         return Session(lines, media)
 
+    def scrubbed(self) -> Session:
+        """A copy with ``s=-`` and the origin's user name ``-``: both may tell the other
+        side's software or users."""
+        lines: list[tuple[str, str]] = []
+        for key, value in self.lines:
+            if key == "s":
+                value = "-"
+            elif key == "o" and " " in value:
+                value = "- " + value.split(" ", 1)[1]
+            lines.append((key, value))
+        return Session(lines, self.media)
+
     def __bytes__(self) -> bytes:
         out = [f"{k}={v}" for k, v in self.lines]
         for m in self.media:

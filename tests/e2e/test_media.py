@@ -161,7 +161,7 @@ def test_rtp_goes_through_rtpengine_when_it_is_the_engine(
 def test_calls_needing_a_silent_rtpengine_are_refused_at_once(
     sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
 ) -> None:
-    config, sbc_port, op_port, pbx_port = relayed_config(
+    config, sbc_port, op_port, _ = relayed_config(
         engine="rtpengine",
         rtpengine=f"udp:127.0.0.1:{free_port()}",  # nothing listens there
     )

@@ -116,3 +116,23 @@ def test_a_late_offer_is_anchored_when_the_answer_comes_in_the_ack(bench: Bench)
     ack = with_body(in_dialog("ACK", 1, tag or "", 1), A_SDP)
     (b_ack,) = requests(bench.feed(ack, OPERATOR), PBX1, "ACK")
     assert_relayed(b_ack.body, "127.0.0.2")  # the operator's answer, toward the PBX
+
+
+def test_sip_i_keeps_its_isup_and_gets_its_sdp_anchored(bench: Bench) -> None:
+    isup = bytes(range(0, 32))
+    boundary = "unique-boundary-1"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/sdp\r\n\r\n".encode() + A_SDP
+        + f"\r\n--{boundary}\r\nContent-Type: application/isup;version=itu-t92+\r\n\r\n".encode()
+        + isup + f"\r\n--{boundary}--\r\n".encode()
+    )  # fmt: skip
+    message = with_body(invite(1), body).replace(
+        b"Content-Type: application/sdp",
+        f"Content-Type: multipart/mixed;boundary={boundary}".encode(),
+        1,  # the message's own Content-Type, not the part's
+    )
+    (b_invite,) = requests(bench.feed(message, OPERATOR), PBX1, "INVITE")
+    assert b"127.0.0.2" not in b_invite.body
+    sdp_part, isup_part = b_invite.body.split(f"--{boundary}".encode())[1:3]
+    assert isup_part.endswith(isup + b"\r\n")
+    assert_relayed(sdp_part.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n") + b"\r\n", "127.0.0.2")

@@ -50,6 +50,7 @@ from ..sip.errors import ParseError
 from ..sip.headers import NameAddr, parse_name_addr
 from ..sip.ids import new_branch, new_call_id, new_tag
 from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
+from ..sip.multipart import Part, boundary_of, join_parts, split_parts
 from ..sip.sanity import check_request
 from ..sip.transaction import (
     AckTimedOut,
@@ -419,13 +420,19 @@ class B2BUA:
         call.media = True
         self.media_calls[call.a.local_tag] = call
         body = call.a_invite.body
-        if not body or not _is_sdp(call.a_invite):
+        multipart = boundary_of(call.a_invite.header("content-type") or "") is not None
+        if not body or not (_is_sdp(call.a_invite) or multipart):
             return True  # late offer: the answer will come in the ACK
         toward = self.local(targets[0].addr) if targets else call.a.local
         assert self.media is not None
         try:
-            call.b_offer = self.media.rewrite(call.a.local_tag, "a", body, toward.host,
-                                              call.a.dest.host, now, "offer")  # fmt: skip
+            if multipart:
+                call.b_offer = self._anchored(call, call.a, call.a_invite, now, "offer")
+                if not call.b_offer:
+                    raise SdpError("multipart body without readable SDP")
+            else:
+                call.b_offer = self.media.rewrite(call.a.local_tag, "a", body, toward.host,
+                                                  call.a.dest.host, now, "offer")  # fmt: skip
         except (SdpError, MediaError) as exc:
             status = 488 if isinstance(exc, SdpError) else 503
             log.info("refusing call %s: %d, media: %s", call.a.call_id, status, exc)
@@ -442,14 +449,27 @@ class B2BUA:
         toward the relay when the call's media is anchored. ``kind``: ``offer`` or
         ``answer`` (RFC 3264), which an engine such as rtpengine must be told."""
         body = message.body
-        if not call.media or not body or self.media is None or not _is_sdp(message):
+        if not call.media or not body or self.media is None:
             return body
         other = call.other(leg)
         toward = other.local if other is not None else leg.local
         try:
-            return self.media.rewrite(call.a.local_tag, leg.side.lower(), body, toward.host,
-                                      leg.dest.host, now, kind)  # fmt: skip
-        except (SdpError, MediaError) as exc:
+            kind_of_body = message.header("content-type") or ""
+            boundary = boundary_of(kind_of_body)
+            if boundary is None:
+                if not _is_sdp(message):
+                    return body
+                return self.media.rewrite(call.a.local_tag, leg.side.lower(), body,
+                                          toward.host, leg.dest.host, now, kind)  # fmt: skip
+            # SIP-I and the like: the SDP part is rewritten, the others pass as they are
+            parts = split_parts(body, boundary)
+            for i, part in enumerate(parts):
+                if part.content_type() == "application/sdp":
+                    sdp = self.media.rewrite(call.a.local_tag, leg.side.lower(), part.body,
+                                             toward.host, leg.dest.host, now, kind)  # fmt: skip
+                    parts[i] = Part(part.headers, sdp)
+            return join_parts(parts, boundary)
+        except (SdpError, MediaError, ParseError) as exc:
             log.warning("call %s: SDP from the %s-leg not relayed (%s): body dropped",
                         call.a.call_id, leg.side, exc)  # fmt: skip
             return b""

@@ -122,6 +122,8 @@ class Engine:
             self._timer.cancel()
         if self._media_watch is not None:
             self._media_watch.cancel()
+        if self.relay is not None:
+            self.relay.close()
         for transport in self.transports.values():
             transport.close()
 

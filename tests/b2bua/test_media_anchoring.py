@@ -47,8 +47,7 @@ def bench() -> Iterator[Bench]:
     b.core.media = relay
     b.core.media_mode = "relay"
     yield b
-    for key in list(relay.calls):
-        relay.release(key)
+    relay.close()
 
 
 def relay_of(b: Bench) -> BuiltinRelay:

@@ -669,4 +669,5 @@ def test_urls_in_logs_keep_no_password() -> None:
     )
     assert redacted("redis://:s3cret@127.0.0.1:6379/0") == "redis://***@127.0.0.1:6379/0"
     assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redacted("postgresql://pkiss@127.0.0.1/db") == "postgresql://pkiss@127.0.0.1/db"
     assert redacted("sqlite:///pkiss-cdr.sqlite") == "sqlite:///pkiss-cdr.sqlite"

@@ -32,6 +32,33 @@ def relay_port(body: bytes) -> int:
     return session.media[0].port
 
 
+async def _pooled() -> tuple[int, int]:
+    """A call ends; a packet to its old port finds no route; later calls reuse the pair."""
+    loop = asyncio.get_running_loop()
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop.add_reader, loop.remove_reader,
+                         loop.time)  # fmt: skip
+    a = endpoint(A_HOST)
+    first = relay_port(relay.rewrite("c0", "b", offer(B_HOST, 5000), "127.0.0.1", B_HOST, 0.0))
+    relay.release("c0")
+    a.sendto(b"late", ("127.0.0.1", first))
+    await asyncio.sleep(0.05)
+    ignored = relay.stats["ignored"]
+    seen = set()
+    for n in range(1, 40):
+        body = relay.rewrite(f"c{n}", "b", offer(B_HOST, 5000), "127.0.0.1", B_HOST, 0.0)
+        seen.add(relay_port(body))
+        relay.release(f"c{n}")
+    relay.close()
+    a.close()
+    return ignored, int(first in seen)
+
+
+def test_ended_calls_ports_are_pooled_and_reused_after_a_rest() -> None:
+    ignored, reused = asyncio.run(_pooled())
+    assert ignored == 1  # the late packet reached no one
+    assert reused == 1  # the pair served again once QUARANTINE others had rested
+
+
 async def _exchange() -> tuple[BuiltinRelay, dict[str, int]]:
     loop = asyncio.get_running_loop()
     relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop.add_reader, loop.remove_reader,
@@ -65,7 +92,8 @@ def test_media_flows_both_ways_and_strangers_are_ignored() -> None:
     assert relay.idle(1.0, 60.0) == []
     relay.release("call1")
     assert relay.calls == {}
-    for port in ports.values():  # freed: they can be bound again
+    relay.close()
+    for port in ports.values():  # closed: they can be bound again
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", port))
 
@@ -76,6 +104,7 @@ def test_a_silent_call_is_reported_idle() -> None:
     assert relay.idle(69.0, 60.0) == []
     assert relay.idle(70.0, 60.0) == ["quiet"]
     relay.release("quiet")
+    relay.close()
 
 
 def test_the_port_range_running_out_is_a_media_error() -> None:
@@ -86,6 +115,7 @@ def test_the_port_range_running_out_is_a_media_error() -> None:
     relay.release("one")
     relay.rewrite("two", "a", offer(A_HOST, 5002), "127.0.0.1", A_HOST, 0.0)
     relay.release("two")
+    relay.close()
 
 
 def test_a_refused_stream_keeps_port_zero() -> None:
@@ -94,3 +124,4 @@ def test_a_refused_stream_keeps_port_zero() -> None:
     out = parse_sdp(relay.rewrite("c", "a", body, "127.0.0.1", A_HOST, 0.0))
     assert [m.port for m in out.media][1] == 0
     relay.release("c")
+    relay.close()

@@ -12,5 +12,7 @@ def redacted(url: str) -> str:
         return url
     credentials, _, location = rest.rpartition("@")
     user, colon, _ = credentials.partition(":")
-    hidden = f"{user}:***" if colon and user else "***"
+    if not colon:
+        return url  # a user name alone is no secret
+    hidden = f"{user}:***" if user else "***"
     return f"{scheme}://{hidden}@{location}"

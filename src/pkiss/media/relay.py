@@ -6,8 +6,11 @@ side sends after it (symmetric RTP: a peer behind NAT is reached where its packe
 Only a source on the host the SDP names, or on the host the peer signals from, is learned:
 a stranger sending to a relay port is ignored.
 
-The sockets are plain non-blocking sockets watched by the event loop (``add_reader``): setting
-a stream up is synchronous, and each packet costs one ``recvfrom`` and one ``sendto``.
+The sockets are plain non-blocking sockets watched by the event loop (``add_reader``) from the
+moment they are bound: each packet costs one ``recvfrom`` and one ``sendto``. The pairs of an
+ended call go back to a pool, open and watched, and serve later calls (after ``QUARANTINE``
+other pairs, so that late packets of the old call have stopped): a call costs no system call
+once the pool has warmed up. Packets to a pooled socket have no route and are dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +32,8 @@ log = logging.getLogger("pkiss.media")
 
 _OTHER = {"a": "b", "b": "a"}
 _READ_BURST = 32  # packets read per wake-up, at most
+QUARANTINE = 32
+"""Port pairs that rest in the pool before another call gets one of them."""
 
 
 @dataclass(slots=True)
@@ -67,6 +73,11 @@ class BuiltinRelay:
         self._clock = clock
         self.calls: dict[str, _Call] = {}
         self.stats = {"packets": 0, "bytes": 0, "ignored": 0}
+        # socket fd -> (call, the side it faces, the other side, 0 RTP / 1 RTCP)
+        self._routes: dict[int, tuple[str, _Side, _Side, int]] = {}
+        # pairs of ended calls, sockets open and watched, oldest first
+        self._free: deque[tuple[socket.socket, socket.socket, int]] = deque()
+        self._bound: set[int] = set()
 
     # ------------------------------------------------------------------------ signalling
     def rewrite(self, call: str, side: str, body: bytes, address: str, peer_host: str,
@@ -98,15 +109,27 @@ class BuiltinRelay:
         return bytes(session.rewrite(address, ports))
 
     def release(self, call: str) -> None:
+        """The call's port pairs go back to the pool, sockets open and watched: a packet that
+        still comes to them finds no route and is dropped."""
         state = self.calls.pop(call, None)
         if state is None:
             return
         for stream in state.streams:
             for side in stream.values():
                 for sock in (side.rtp, side.rtcp):
-                    if self._remove_reader is not None:
-                        self._remove_reader(sock.fileno())
-                    sock.close()
+                    self._routes.pop(sock.fileno(), None)
+                self._free.append((side.rtp, side.rtcp, side.port))
+
+    def close(self) -> None:
+        """Stop: every socket of the pool and of the calls is closed."""
+        for key in list(self.calls):
+            self.release(key)
+        while self._free:
+            rtp, rtcp, _ = self._free.popleft()
+            for sock in (rtp, rtcp):
+                if self._remove_reader is not None:
+                    self._remove_reader(sock.fileno())
+                sock.close()
 
     def idle(self, now: float, timeout: float) -> list[str]:
         return [key for key, state in self.calls.items()
@@ -118,24 +141,38 @@ class BuiltinRelay:
         stream: dict[str, _Side] = {}
         try:
             for name in ("a", "b"):
-                stream[name] = self._open_pair()
+                stream[name] = self._take_pair()
         except MediaError:
             for side in stream.values():
-                side.rtp.close()
-                side.rtcp.close()
+                self._free.appendleft((side.rtp, side.rtcp, side.port))
             raise
         for name, side in stream.items():
             peer = stream[_OTHER[name]]
-            self._watch(call, side.rtp, side, peer, 0)
-            self._watch(call, side.rtcp, side, peer, 1)
+            self._routes[side.rtp.fileno()] = (call, side, peer, 0)
+            self._routes[side.rtcp.fileno()] = (call, side, peer, 1)
         return stream
 
-    def _open_pair(self) -> _Side:
+    def _take_pair(self) -> _Side:
+        """A pair from the pool when enough wait there (the oldest first: stray packets of
+        the call that had it have had time to stop), else a new one; the pool again when
+        no port is left to bind."""
+        if len(self._free) > QUARANTINE:
+            return _Side(*self._free.popleft())
+        try:
+            return self._bind_pair()
+        except MediaError:
+            if self._free:
+                return _Side(*self._free.popleft())
+            raise
+
+    def _bind_pair(self) -> _Side:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         span = self.port_max - self.port_min + 1
         for _ in range(max(span // 2, 1)):
             port = self._next
             self._next = port + 2 if port + 3 <= self.port_max else self.port_min
+            if port in self._bound:
+                continue
             rtp = socket.socket(family, socket.SOCK_DGRAM)
             rtcp = socket.socket(family, socket.SOCK_DGRAM)
             try:
@@ -149,20 +186,19 @@ class BuiltinRelay:
                 raise MediaError(f"cannot bind {self.host}:{port}: {exc.strerror}") from None
             rtp.setblocking(False)
             rtcp.setblocking(False)
+            self._bound.add(port)
+            if self._add_reader is not None:
+                for sock in (rtp, rtcp):
+                    self._add_reader(sock.fileno(), self._readable, sock)
             return _Side(rtp, rtcp, port)
         raise MediaError(f"no free port pair in {self.port_min}-{self.port_max}")
 
     # --------------------------------------------------------------------------- packets
-    def _watch(self, call: str, sock: socket.socket, side: _Side, peer: _Side,
-               which: int) -> None:  # fmt: skip
-        if self._add_reader is not None:
-            self._add_reader(sock.fileno(), self._readable, call, sock, side, peer, which)
-
-    def _readable(self, call: str, sock: socket.socket, side: _Side, peer: _Side,
-                  which: int) -> None:  # fmt: skip
-        """Packets from ``side`` (on its socket), out to the other side through ``peer``'s."""
-        out = peer.rtcp if which else peer.rtp
+    def _readable(self, sock: socket.socket) -> None:
+        """Packets from one side (on its socket), out to the other side through the other
+        side's socket of the same kind; nothing routed (a pooled socket): dropped."""
         stats = self.stats
+        route = self._routes.get(sock.fileno())
         forwarded = False
         for _ in range(_READ_BURST):
             try:
@@ -171,26 +207,30 @@ class BuiltinRelay:
                 break
             except OSError:
                 break
-            host = source[0]
-            if host not in side.hosts:
+            if route is None:
                 stats["ignored"] += 1
                 continue
-            if not side.latched and which == 0:
-                side.dest[0] = source[:2]
-                side.latched = True
-            elif which == 1:
+            _, side, peer, which = route
+            if source[0] not in side.hosts:
+                stats["ignored"] += 1
+                continue
+            if which == 0:
+                if not side.latched:
+                    side.dest[0] = source[:2]
+                    side.latched = True
+            else:
                 side.dest[1] = source[:2]
             dest = peer.dest[which]
             if dest is None:
                 continue
             try:
-                out.sendto(data, dest)
+                (peer.rtcp if which else peer.rtp).sendto(data, dest)
             except OSError:
                 continue  # a full buffer or an unreachable port: RTP tolerates loss
             stats["packets"] += 1
             stats["bytes"] += len(data)
             forwarded = True
-        if forwarded and self._clock is not None:
-            state = self.calls.get(call)
+        if forwarded and self._clock is not None and route is not None:
+            state = self.calls.get(route[0])
             if state is not None:
                 state.last_packet = self._clock()

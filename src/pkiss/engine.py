@@ -84,7 +84,7 @@ class Engine:
 
     def _start_media(self, loop: asyncio.AbstractEventLoop) -> None:
         """When any call may be relayed: rtpengine (``media.engine: rtpengine``), or the
-        built-in relay bound to the IPv4 address of the first listener."""
+        built-in relay bound to the address of the first listener of each family."""
         media = self.config.media
         self.b2bua.media_mode = media.mode
         relayed = media.mode == "relay" or any(
@@ -102,12 +102,15 @@ class Engine:
                 log.error("rtpengine at %s:%d does not answer yet: relayed calls get 503 "
                           "until it does", ng.host, ng.port)  # fmt: skip
             return
-        host = next((ep.host for ep in self.config.sbc.listen if ":" not in ep.host), "0.0.0.0")
-        self.relay = BuiltinRelay(str(host), (media.ports.low, media.ports.high),
-                                  loop.add_reader, loop.remove_reader, loop.time)  # fmt: skip
+        listen = self.config.sbc.listen
+        host = next((str(ep.host) for ep in listen if ":" not in str(ep.host)), "0.0.0.0")
+        host6 = next((str(ep.host) for ep in listen if ":" in str(ep.host)), None)
+        self.relay = BuiltinRelay(host, (media.ports.low, media.ports.high), loop.add_reader,
+                                  loop.remove_reader, loop.time, host6=host6)  # fmt: skip
         self.b2bua.media = self.relay
         self._media_watch = loop.create_task(self._watch_media())
-        log.info("media relay on %s, ports %d-%d", host, media.ports.low, media.ports.high)
+        log.info("media relay on %s, ports %d-%d", " and ".join(filter(None, (host, host6))),
+                 media.ports.low, media.ports.high)  # fmt: skip
 
     async def _watch_media(self) -> None:
         """End answered calls whose media stopped (``media.timeout``)."""

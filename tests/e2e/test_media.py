@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import struct
 import time
 import urllib.request
@@ -171,3 +172,34 @@ def test_calls_needing_a_silent_rtpengine_are_refused_at_once(
                        calls=1).start()  # fmt: skip
     uac.check(timeout=10)
     assert "rtpengine at 127.0.0.1:" in sbc.log() and "does not answer" in sbc.log()
+
+
+def _free_v6_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(not RECORDING.is_file(), reason=f"{RECORDING} not found (sip-tester)")
+def test_media_comes_in_over_ipv6_and_leaves_over_ipv4(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    config, _, _, pbx_port = relayed_config()
+    op_port, sbc_v6 = _free_v6_port(), _free_v6_port()
+    config["sbc"]["listen"].append(f"udp:[::1]:{sbc_v6}")
+    config["peers"]["operator"]["hosts"] = [f"[::1]:{op_port}"]
+    config["peers"]["operator"]["match"] = {"source": [f"[::1]:{op_port}"]}
+    sbc = sbc_factory(config)
+    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1,
+                       media_port=free_port(PBX), extra_args=["-rtp_echo"]).start()  # fmt: skip
+    uac = sipp_factory("uac_media", local_ip="::1", local_port=op_port, remote=f"[::1]:{sbc_v6}",
+                       service="+33123456789", media_port=_free_v6_port(), calls=1,
+                       timeout=30).start()  # fmt: skip
+    uac.check(timeout=30)
+    pbx.check(timeout=5)
+    offer = sdp_of(pbx.messages(), "INVITE sip:")
+    answer = sdp_of(uac.messages(), "SIP/2.0 200 OK")
+    assert "c=IN IP4 127.0.0.1" in offer and "::1" not in offer
+    assert "c=IN IP6 ::1" in answer and PBX not in answer
+    media = status(sbc)["media"]
+    assert media["packets"] >= 2 * pcap_packets(RECORDING) * 0.95, media

@@ -6,6 +6,9 @@ side sends after it (symmetric RTP: a peer behind NAT is reached where its packe
 Only a source on the host the SDP names, or on the host the peer signals from, is learned:
 a stranger sending to a relay port is ignored.
 
+Each side's pair is of that side's address family: a call may come in over IPv6 and leave
+over IPv4, its media too (the relay binds one address per family).
+
 The sockets are plain non-blocking sockets watched by the event loop (``add_reader``) from the
 moment they are bound: each packet costs one ``recvfrom`` and one ``sendto``. The pairs of an
 ended call go back to a pool, open and watched, and serve later calls (after ``QUARANTINE``
@@ -35,6 +38,8 @@ _READ_BURST = 32  # packets read per wake-up, at most
 QUARANTINE = 32
 """Port pairs that rest in the pool before another call gets one of them."""
 
+_Pair = tuple[socket.socket, socket.socket, int]
+
 
 @dataclass(slots=True)
 class _Side:
@@ -43,6 +48,7 @@ class _Side:
     rtp: socket.socket
     rtcp: socket.socket
     port: int
+    family: int
     dest: list[Any] = field(default_factory=lambda: [None, None])  # RTP, RTCP (host, port)
     hosts: tuple[str, ...] = ()  # sources this side's media may come from
     latched: bool = False
@@ -55,6 +61,10 @@ class _Call:
     started: float = 0.0
 
 
+def _family(host: str) -> int:
+    return 6 if ":" in host else 4
+
+
 class BuiltinRelay:
     def __init__(
         self,
@@ -63,21 +73,25 @@ class BuiltinRelay:
         add_reader: Callable[..., Any] | None = None,
         remove_reader: Callable[[int], Any] | None = None,
         clock: Callable[[], float] | None = None,
+        host6: str | None = None,
     ) -> None:
+        self.hosts = {_family(host): host}
+        if host6 is not None:
+            self.hosts[6] = host6
         self.host = host
         self.port_min = ports[0] + ports[0] % 2  # RTP on even ports (RFC 3550 §11)
         self.port_max = ports[1]
-        self._next = self.port_min
+        self._next = {4: self.port_min, 6: self.port_min}
         self._add_reader = add_reader
         self._remove_reader = remove_reader
         self._clock = clock
         self.calls: dict[str, _Call] = {}
         self.stats = {"packets": 0, "bytes": 0, "ignored": 0}
-        # socket fd -> (call, the side it faces, the other side, 0 RTP / 1 RTCP)
-        self._routes: dict[int, tuple[str, _Side, _Side, int]] = {}
-        # pairs of ended calls, sockets open and watched, oldest first
-        self._free: deque[tuple[socket.socket, socket.socket, int]] = deque()
-        self._bound: set[int] = set()
+        # socket fd -> (call, its stream, the side it faces, 0 RTP / 1 RTCP)
+        self._routes: dict[int, tuple[str, dict[str, _Side], str, int]] = {}
+        # pairs of ended calls per family, sockets open and watched, oldest first
+        self._free: dict[int, deque[_Pair]] = {4: deque(), 6: deque()}
+        self._bound: dict[int, set[int]] = {4: set(), 6: set()}
 
     # ------------------------------------------------------------------------ signalling
     def rewrite(self, call: str, side: str, body: bytes, address: str, peer_host: str,
@@ -91,21 +105,23 @@ class BuiltinRelay:
         ports: list[int | None] = []
         for index, media in enumerate(session.media):
             if index == len(state.streams):
-                state.streams.append(self._open_stream(call))
+                state.streams.append({})
             stream = state.streams[index]
-            mine = stream[side]
             if media.port == 0:
-                mine.dest = [None, None]
+                if side in stream:
+                    stream[side].dest = [None, None]
                 ports.append(None)
                 continue
             conn = session.connection_for(media)
             if conn is None:
                 raise SdpError(f"m={media.kind} has no c= line")
             host = conn[1]
+            mine = self._side(call, stream, side, _family(host))
+            theirs = self._side(call, stream, other, _family(address))
             mine.dest = [(host, media.port), (host, media.port + 1)]
             mine.hosts = tuple(dict.fromkeys((host, peer_host)))
             mine.latched = False
-            ports.append(stream[other].port)
+            ports.append(theirs.port)
         return bytes(session.rewrite(address, ports))
 
     def release(self, call: str) -> None:
@@ -118,18 +134,19 @@ class BuiltinRelay:
             for side in stream.values():
                 for sock in (side.rtp, side.rtcp):
                     self._routes.pop(sock.fileno(), None)
-                self._free.append((side.rtp, side.rtcp, side.port))
+                self._free[side.family].append((side.rtp, side.rtcp, side.port))
 
     def close(self) -> None:
         """Stop: every socket of the pool and of the calls is closed."""
         for key in list(self.calls):
             self.release(key)
-        while self._free:
-            rtp, rtcp, _ = self._free.popleft()
-            for sock in (rtp, rtcp):
-                if self._remove_reader is not None:
-                    self._remove_reader(sock.fileno())
-                sock.close()
+        for free in self._free.values():
+            while free:
+                rtp, rtcp, _ = free.popleft()
+                for sock in (rtp, rtcp):
+                    if self._remove_reader is not None:
+                        self._remove_reader(sock.fileno())
+                    sock.close()
 
     def idle(self, now: float, timeout: float) -> list[str]:
         return [key for key, state in self.calls.items()
@@ -137,60 +154,60 @@ class BuiltinRelay:
                 >= timeout]  # fmt: skip
 
     # ----------------------------------------------------------------------------- ports
-    def _open_stream(self, call: str) -> dict[str, _Side]:
-        stream: dict[str, _Side] = {}
-        try:
-            for name in ("a", "b"):
-                stream[name] = self._take_pair()
-        except MediaError:
-            for side in stream.values():
-                self._free.appendleft((side.rtp, side.rtcp, side.port))
-            raise
-        for name, side in stream.items():
-            peer = stream[_OTHER[name]]
-            self._routes[side.rtp.fileno()] = (call, side, peer, 0)
-            self._routes[side.rtcp.fileno()] = (call, side, peer, 1)
-        return stream
+    def _side(self, call: str, stream: dict[str, _Side], name: str, family: int) -> _Side:
+        """The pair of ``stream`` facing side ``name``, taken on first need."""
+        side = stream.get(name)
+        if side is not None:
+            return side
+        side = stream[name] = self._take_pair(family)
+        self._routes[side.rtp.fileno()] = (call, stream, name, 0)
+        self._routes[side.rtcp.fileno()] = (call, stream, name, 1)
+        return side
 
-    def _take_pair(self) -> _Side:
+    def _take_pair(self, family: int) -> _Side:
         """A pair from the pool when enough wait there (the oldest first: stray packets of
         the call that had it have had time to stop), else a new one; the pool again when
         no port is left to bind."""
-        if len(self._free) > QUARANTINE:
-            return _Side(*self._free.popleft())
+        free = self._free[family]
+        if len(free) > QUARANTINE:
+            return _Side(*free.popleft(), family)
         try:
-            return self._bind_pair()
+            return self._bind_pair(family)
         except MediaError:
-            if self._free:
-                return _Side(*self._free.popleft())
+            if free:
+                return _Side(*free.popleft(), family)
             raise
 
-    def _bind_pair(self) -> _Side:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+    def _bind_pair(self, family: int) -> _Side:
+        host = self.hosts.get(family)
+        if host is None:
+            raise MediaError(f"no IPv{family} address to relay media on (sbc.listen)")
+        af = socket.AF_INET6 if family == 6 else socket.AF_INET
+        bound = self._bound[family]
         span = self.port_max - self.port_min + 1
         for _ in range(max(span // 2, 1)):
-            port = self._next
-            self._next = port + 2 if port + 3 <= self.port_max else self.port_min
-            if port in self._bound:
+            port = self._next[family]
+            self._next[family] = port + 2 if port + 3 <= self.port_max else self.port_min
+            if port in bound:
                 continue
-            rtp = socket.socket(family, socket.SOCK_DGRAM)
-            rtcp = socket.socket(family, socket.SOCK_DGRAM)
+            rtp = socket.socket(af, socket.SOCK_DGRAM)
+            rtcp = socket.socket(af, socket.SOCK_DGRAM)
             try:
-                rtp.bind((self.host, port))
-                rtcp.bind((self.host, port + 1))
+                rtp.bind((host, port))
+                rtcp.bind((host, port + 1))
             except OSError as exc:
                 rtp.close()
                 rtcp.close()
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                     continue
-                raise MediaError(f"cannot bind {self.host}:{port}: {exc.strerror}") from None
+                raise MediaError(f"cannot bind {host}:{port}: {exc.strerror}") from None
             rtp.setblocking(False)
             rtcp.setblocking(False)
-            self._bound.add(port)
+            bound.add(port)
             if self._add_reader is not None:
                 for sock in (rtp, rtcp):
                     self._add_reader(sock.fileno(), self._readable, sock)
-            return _Side(rtp, rtcp, port)
+            return _Side(rtp, rtcp, port, family)
         raise MediaError(f"no free port pair in {self.port_min}-{self.port_max}")
 
     # --------------------------------------------------------------------------- packets
@@ -210,8 +227,10 @@ class BuiltinRelay:
             if route is None:
                 stats["ignored"] += 1
                 continue
-            _, side, peer, which = route
-            if source[0] not in side.hosts:
+            _, stream, name, which = route
+            side = stream[name]
+            peer = stream.get(_OTHER[name])
+            if source[0] not in side.hosts or peer is None:
                 stats["ignored"] += 1
                 continue
             if which == 0:

@@ -79,7 +79,8 @@ class Server:
         store = self.engine.b2bua.limits.store
         assert isinstance(store, MemoryLimitStore)
         loop = asyncio.get_running_loop()
-        self.state = SharedState(url, store, self.engine.security.bans, loop.time)
+        self.state = SharedState(url, store, self.engine.security.bans, loop.time,
+                                 health=self.engine.b2bua.monitor)  # fmt: skip
         await self.state.start()
 
     async def _start_admin(self) -> None:

@@ -134,3 +134,42 @@ def test_without_redis_a_node_goes_on_alone(
                  calls=1).start().check()  # fmt: skip
     pbx.check()
     assert "shared state: redis://127.0.0.1" in one.log() and "going on alone" in one.log()
+
+
+def test_a_host_one_node_finds_down_is_skipped_by_the_other_at_once(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], redis: Redis
+) -> None:
+    """The PBX's primary does not answer. Node one probes every second and finds it down;
+    node two would not probe it for a minute, yet sends its call straight to the secondary."""
+    primary, secondary = free_port(PBX), free_port("127.0.0.4")
+    pair_ports = (free_port(), free_port())
+    op_port = free_port(OPERATOR)
+    # the secondary answers node one's probes (-aa) and takes the call
+    # (no call count: with -m SIPp would quit after the first auto-answered probe)
+    pbx = sipp_factory("uas_basic", local_ip="127.0.0.4", local_port=secondary, calls=None,
+                       auto_answer=True).start()  # fmt: skip
+    nodes = []
+    for port, interval in zip(pair_ports, (1.0, 60.0), strict=True):
+        config = basic_config(port, carrier_port=op_port)
+        config["state"] = redis.url
+        config["peers"]["pbx"].update({
+            "hosts": [{"address": f"{PBX}:{primary}", "priority": 1},
+                      {"address": f"127.0.0.4:{secondary}", "priority": 2}],
+            "match": {"source": [PBX, "127.0.0.4"]},
+            "health": {"interval": interval, "timeout": 0.5, "down_after": 1, "up_after": 1},
+            "setup_timeout": 20,  # without the shared verdict, node two would wait this long
+        })  # fmt: skip
+        nodes.append(sbc_factory(config))
+    one, two = nodes
+    wait_for(lambda: f"{PBX}:{primary} of pbx is down" in one.log(),
+             "node one never found the primary down", 10)  # fmt: skip
+    wait_for(lambda: "down according to another node" in two.log(),
+             "node two never heard of it")  # fmt: skip
+    peers = {p["name"]: p for p in pkiss(two, "peers")}
+    assert [h["state"] for h in peers["pbx"]["hosts"]] == ["down (another node)", "up"]
+    started = time.monotonic()
+    sipp_factory("uac_basic", local_ip=OPERATOR, local_port=op_port,
+                 remote=("127.0.0.1", pair_ports[1]), service="+33123456789",
+                 calls=1).start().check(timeout=15)  # fmt: skip
+    assert time.monotonic() - started < 5  # straight to the secondary
+    assert "INVITE sip:+33123456789@127.0.0.4" in pbx.messages()

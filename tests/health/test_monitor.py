@@ -146,3 +146,16 @@ def test_rebuild_keeps_the_state_of_hosts_still_configured() -> None:
     assert monitor.down == frozenset()
     monitor.rebuild({}, 31.0)
     assert monitor.hosts == {} and monitor.next_deadline() is None and monitor.due(99.0) == []
+
+
+def test_hosts_other_nodes_find_down_are_down_here_until_no_node_does() -> None:
+    monitor = HealthMonitor(config().peers, 0.0)
+    monitor.set_remote_down(frozenset({B}))
+    assert monitor.down == {B} and not monitor.is_up(B) and monitor.is_up(A)
+    # this node finds A down itself: both count; the others' verdict on B is lifted
+    for t in (10.0, 20.0):
+        probe(monitor, t)
+        monitor.result(A, False, t)
+    assert monitor.down == {A, B}
+    monitor.set_remote_down(frozenset())
+    assert monitor.down == {A} and monitor.local_down == {A}

@@ -54,9 +54,15 @@ def _media(engine: Engine) -> dict[str, Any]:
 
 def _host_state(engine: Engine, addr: Any) -> str:
     monitor = engine.b2bua.monitor
-    if monitor is None or addr not in monitor.hosts:
+    if monitor is None:
         return "not probed"
-    return "up" if monitor.hosts[addr].up else "down"
+    if addr in monitor.local_down:
+        return "down"
+    if addr in monitor.remote_down:
+        return "down (another node)"
+    if addr not in monitor.hosts:
+        return "not probed"
+    return "up"
 
 
 def peer_rows(engine: Engine, now: float) -> list[dict[str, Any]]:

@@ -66,6 +66,10 @@ class HealthMonitor:
 
     def __init__(self, peers: Mapping[str, Any], now: float) -> None:
         self.hosts: dict[Addr, HostHealth] = {}
+        # down by this node's probes, down according to other nodes (shared state), and
+        # both: what routing skips
+        self.local_down: frozenset[Addr] = frozenset()
+        self.remote_down: frozenset[Addr] = frozenset()
         self.down: frozenset[Addr] = frozenset()
         self._next: float | None = None
         self.rebuild(peers, now)
@@ -98,7 +102,8 @@ class HealthMonitor:
             previous.next_probe = min(previous.next_probe, now + interval)
             hosts[addr] = previous
         self.hosts = hosts
-        self.down = frozenset(a for a, h in hosts.items() if not h.up)
+        self.local_down = frozenset(a for a, h in hosts.items() if not h.up)
+        self.down = self.local_down | self.remote_down
         self._reschedule()
 
     def _reschedule(self) -> None:
@@ -153,12 +158,26 @@ class HealthMonitor:
         host.up = up
         host.changed_at = now
         if up:
-            self.down = self.down - {host.addr}
+            self.local_down = self.local_down - {host.addr}
             log.info("host %s of %s is up again", host.addr, host.name)
         else:
-            self.down = self.down | {host.addr}
+            self.local_down = self.local_down | {host.addr}
             log.info("host %s of %s is down (%d probes unanswered)", host.addr, host.name,
                      host.failures)  # fmt: skip
+        self.down = self.local_down | self.remote_down
+
+    def set_remote_down(self, addrs: frozenset[Addr]) -> None:
+        """The hosts other nodes find down (``state: redis``): routing skips them here too,
+        before this node's own probes notice; they count again when no node finds them
+        down."""
+        if addrs == self.remote_down:
+            return
+        for addr in addrs - self.remote_down - self.local_down:
+            log.info("host %s is down according to another node", addr)
+        for addr in self.remote_down - addrs - self.local_down:
+            log.info("host %s is no longer down according to other nodes", addr)
+        self.remote_down = addrs
+        self.down = self.local_down | self.remote_down
 
     # ----------------------------------------------------------------------------- state
     def is_up(self, addr: Addr) -> bool:

@@ -1,11 +1,13 @@
-"""Several nodes, one view of bans and call counts, through Redis (redis-py's asyncio client).
+"""Several nodes, one view of bans, call counts and host health, through Redis (redis-py's
+asyncio client).
 
 Nothing on the SIP path waits for Redis. Every ``SYNC_INTERVAL`` seconds a task
-- writes this node's calls in progress and calls admitted per peer to the hash
-  ``pkiss:node:<id>``, which expires after ``NODE_TTL`` seconds (a node that stops or dies
-  drops out by itself);
+- writes this node's calls in progress and calls admitted per peer, and the hosts its probes
+  find down, to the hash ``pkiss:node:<id>``, which expires after ``NODE_TTL`` seconds (a node
+  that stops or dies drops out by itself);
 - reads the other nodes' hashes and hands their totals to the limit store (``remote_calls``,
-  and their admission rate as ``remote_rate``).
+  and their admission rate as ``remote_rate``) and their down hosts to the health monitor (a
+  host any node finds down is skipped by every node until no node finds it down).
 A ban made here is written as ``pkiss:ban:<address>`` (expiring with the ban) and published on
 ``pkiss:bans``; a lifted one is deleted and published. Each node listens on that channel and
 loads the bans in force when it starts. Redis down: the node goes on alone, logs it once, and
@@ -29,6 +31,7 @@ from redis.exceptions import RedisError
 from ..config.urls import redacted
 from ..routing.limits import MemoryLimitStore
 from ..security.bans import Ban, BanList
+from ..sip.transaction import Addr
 
 __all__ = ["SharedState"]
 
@@ -43,10 +46,11 @@ CHANNEL = "pkiss:bans"
 
 class SharedState:
     def __init__(self, url: str, limits: MemoryLimitStore, bans: BanList,
-                 clock: Any, node_id: str | None = None) -> None:  # fmt: skip
+                 clock: Any, node_id: str | None = None, health: Any = None) -> None:  # fmt: skip
         self.url = url
         self.limits = limits
         self.bans = bans
+        self.health = health  # the node's HealthMonitor, or None
         self.clock = clock  # the loop's time(): bans are kept on it
         self.node = node_id or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
         self.client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
@@ -104,13 +108,18 @@ class SharedState:
                 self._up(False, exc)
                 self.limits.remote_calls = {}
                 self.limits.remote_rate = {}
+                if self.health is not None:
+                    self.health.set_remote_down(frozenset())
             await asyncio.sleep(SYNC_INTERVAL)
 
     async def _sync(self) -> None:
         mine = self.limits.snapshot()
         key = f"pkiss:node:{self.node}"
-        fields = {f"calls:{p}": c.calls for p, c in mine.items()}
+        fields: dict[str, int] = {f"calls:{p}": c.calls for p, c in mine.items()}
         fields.update({f"admitted:{p}": c.admitted for p, c in mine.items()})
+        if self.health is not None:
+            fields.update({f"down:{a.transport}:{a.host}:{a.port}": 1
+                           for a in self.health.local_down})  # fmt: skip
         pipe = self.client.pipeline()
         pipe.delete(key)
         if fields:
@@ -126,6 +135,7 @@ class SharedState:
                 others.append(node)
         calls: dict[str, int] = {}
         rate: dict[str, float] = {}
+        down: set[Addr] = set()
         now = time.monotonic()
         seen: dict[str, tuple[float, dict[str, int]]] = {}
         for node in others:
@@ -136,7 +146,11 @@ class SharedState:
                     ":"
                 )
                 count = int(value)
-                if kind == "calls":
+                if kind == "down":
+                    addr = _addr(peer)
+                    if addr is not None:
+                        down.add(addr)
+                elif kind == "calls":
                     calls[peer] = calls.get(peer, 0) + count
                 elif kind == "admitted":
                     admitted[peer] = count
@@ -150,6 +164,8 @@ class SharedState:
         self.nodes = 1 + len(others)
         self.limits.remote_calls = calls
         self.limits.remote_rate = rate
+        if self.health is not None:
+            self.health.set_remote_down(frozenset(down))
 
     # -------------------------------------------------------------------------------- bans
     def _banned_here(self, ban: Ban, now: float) -> None:
@@ -219,3 +235,12 @@ class SharedState:
                             data.get("node"), data.get("reason"))  # fmt: skip
         elif data.get("op") == "unban" and self.bans.unban(host, shared=False):
             log.info("ban of %s lifted by node %s", host, data.get("node"))
+
+
+def _addr(text: str) -> Addr | None:
+    """``udp:127.0.0.3:5060`` (or an IPv6 host) back to an Addr."""
+    transport, _, rest = text.partition(":")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return Addr(transport, host, int(port))

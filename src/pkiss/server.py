@@ -57,7 +57,7 @@ class Server:
 
     async def _start_cdr(self) -> None:
         """One record per ended call, to ``storage.cdr``."""
-        from .cdr import CdrStore, CdrWriter, record_of
+        from .cdr import CdrStore, CdrWriter, record_of, refused_record
 
         self.cdr = writer = CdrWriter(CdrStore(self.config.storage.cdr))
         await writer.start()
@@ -66,7 +66,12 @@ class Server:
         def ended(call: Any) -> None:
             writer.add(record_of(call, loop.time(), time.time()))
 
+        def refused(request: Any, peer: str, number: str, status: int, reason: str,
+                    now: float) -> None:  # fmt: skip
+            writer.add(refused_record(request, peer, number, status, reason, time.time()))
+
         self.engine.b2bua.on_call_end = ended
+        self.engine.b2bua.on_call_refused = refused
 
     async def _start_state(self) -> None:
         """``state: redis://...``: bans and call counts shared with the other nodes."""

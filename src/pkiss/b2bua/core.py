@@ -147,6 +147,9 @@ class B2BUA:
         self._turn = itertools.count()
         self.stats = {"calls": 0, "answered": 0, "failed": 0, "limited": 0}
         self.on_call_end: Callable[[Call], None] | None = None
+        # (request, source peer, called number, status, reason, now) of a call refused by
+        # routing, a registration missing or a limit, before any Call exists
+        self.on_call_refused: Callable[[Request, str, str, int, str, float], None] | None = None
         # media anchoring: the engine (None: SDP passes untouched) and the default mode
         self.media: MediaEngine | None = None
         self.media_mode = "bypass"
@@ -343,12 +346,16 @@ class B2BUA:
         decision = self.router.route(request, peer, next(self._turn), down)
         if decision.reject is not None:
             self._respond(key, request, decision.reject, now, out, reason=decision.reason)
+            self._refused(request, peer.name, decision.number, decision.reject,
+                          decision.reason or "rejected by routing", now)  # fmt: skip
             return
         targets = list(decision.targets)
         if decision.registered is not None:
             binding = self.registrar.lookup(decision.registered, now)
             if binding is None:
                 self._respond(key, request, 480, now, out)  # not registered (now)
+                self._refused(request, peer.name, decision.number, 480,
+                              f"{decision.registered} not registered", now)  # fmt: skip
                 return
             # latching: the address its REGISTER came from, NAT or not
             targets = [Target(decision.registered, binding.source)]
@@ -379,6 +386,8 @@ class B2BUA:
             log.info("refusing call %s from %s: over its %s limit", a.call_id, peer_name,
                      refusal.limit)  # fmt: skip
             self._respond(key, request, 503, now, out, headers=_retry_after(refusal))
+            self._refused(request, peer_name, decision.number, 503,
+                          f"over the {refusal.limit} limit of {peer_name}", now)  # fmt: skip
             return
         call = Call(
             a=a,
@@ -401,6 +410,12 @@ class B2BUA:
         if self._relayed(peer, targets) and not self._anchor_offer(call, targets, now, out):
             return
         self._try_next(call, now, out)
+
+    def _refused(self, request: Request, peer: str, number: str, status: int, reason: str,
+                 now: float) -> None:  # fmt: skip
+        """A call refused before it existed: told to ``on_call_refused`` (its CDR)."""
+        if self.on_call_refused is not None:
+            self.on_call_refused(request, peer, number, status, reason, now)
 
     # --------------------------------------------------------------------------- media
     def _relayed(self, peer: Any, targets: list[Target]) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["CallRecord", "record_of"]
+__all__ = ["CallRecord", "record_of", "refused_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,4 +67,25 @@ def record_of(call: Any, now: float, wall: float) -> CallRecord:
         ended_at=at(ended),
         duration=round(ended - answered, 3) if answered is not None else 0.0,
         attempts=call.attempts,
+    )
+
+
+def refused_record(request: Any, peer: str, number: str, status: int, reason: str,
+                   wall: float) -> CallRecord:  # fmt: skip
+    """The record of a call refused before it was set up (no route, over a limit...)."""
+    frm = request.from_
+    at = datetime.fromtimestamp(wall, UTC)
+    return CallRecord(
+        call_id=request.call_id or "",
+        caller=getattr(frm.uri, "user", None) if frm is not None else None,
+        called=number,
+        source_peer=peer,
+        dest_peer=None,
+        status=status,
+        reason=f"refused: {reason}",
+        started_at=at,
+        answered_at=None,
+        ended_at=at,
+        duration=0.0,
+        attempts=0,
     )

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from peers import (
     CONFIG,
     OPERATOR,
@@ -135,3 +137,24 @@ def test_sip_i_keeps_its_isup_and_gets_its_sdp_anchored(bench: Bench) -> None:
     sdp_part, isup_part = b_invite.body.split(f"--{boundary}".encode())[1:3]
     assert isup_part.endswith(isup + b"\r\n")
     assert_relayed(sdp_part.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n") + b"\r\n", "127.0.0.2")
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.binary(max_size=300), multipart=st.booleans())
+def test_any_body_gets_a_call_or_488_never_an_exception(body: bytes, multipart: bool) -> None:
+    bench = Bench(CONFIG)
+    relay = BuiltinRelay("127.0.0.1", (44000, 44999))
+    bench.core.media, bench.core.media_mode = relay, "relay"
+    kind = b"multipart/mixed;boundary=b" if multipart else b"application/sdp"
+    message = with_body(invite(1), b"v=0\r\n" + body).replace(b"application/sdp", kind, 1)
+    try:
+        sends = bench.feed(message, OPERATOR)
+        finals = [r.status for r in responses(sends, OPERATOR) if r.status >= 200]
+        forwarded = requests(sends, PBX1, "INVITE")
+        assert finals in ([], [488]) and (bool(forwarded) != bool(finals))
+        if forwarded and not multipart:
+            assert b"127.0.0.2" not in forwarded[0].body
+        bench.feed(cancel(1), OPERATOR)
+        assert relay.calls == {}
+    finally:
+        relay.close()

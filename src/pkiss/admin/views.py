@@ -60,8 +60,11 @@ def _host_state(engine: Engine, addr: Any) -> str:
         return "down"
     if addr in monitor.remote_down:
         return "down (another node)"
-    if addr not in monitor.hosts:
+    host = monitor.hosts.get(addr)
+    if host is None:
         return "not probed"
+    if host.successes == 0 and host.changed_at is None:
+        return "pending"  # no probe answered yet: used as up meanwhile
     return "up"
 
 

@@ -79,7 +79,7 @@ async function refresh() {
       const hosts = cell("");
       for (const h of p.hosts) {
         const span = document.createElement("span");
-        span.className = h.state.replace(" ", "-");
+        span.className = h.state.startsWith("not") ? "not-probed" : h.state.split(" ")[0];
         span.textContent = h.address + " " + h.state + " ";
         hosts.append(span);
       }

@@ -18,6 +18,18 @@ from sbc import free_port
 __all__ = ["Postgres", "Redis", "Rtpengine", "postgres_bin"]
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    """Stop a server by its PID: ``sig``, then SIGKILL if it is still there after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def postgres_bin() -> Path | None:
     """The folder of PostgreSQL's server programs (Debian: /usr/lib/postgresql/<v>/bin)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
@@ -81,14 +93,7 @@ class Postgres:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)  # fast shutdown
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        terminate(self.proc, signal.SIGINT)  # PostgreSQL's fast shutdown
 
     def remove(self) -> None:
         self.stop()
@@ -123,13 +128,7 @@ class Redis:
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -181,13 +180,7 @@ class Rtpengine:
             return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -63,24 +63,32 @@ def sdp_of(messages: str, first_line: str) -> str:
     return block.split("v=0", 1)[1].split("----------", 1)[0]
 
 
+def recorded_call(make: Callable[..., Sipp], sbc_port: int, op_port: int, pbx_port: int) -> str:
+    """One call from the operator that plays the recording to a PBX that echoes it; checks
+    that the offer the PBX got and the answer the operator got name the SBC, never the other
+    side, and returns the offer's SDP."""
+    pbx = make("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1,
+               media_port=free_port(PBX), extra_args=["-rtp_echo"]).start()  # fmt: skip
+    uac = make("uac_media", local_ip=OPERATOR, local_port=op_port, remote=("127.0.0.1", sbc_port),
+               service="+33123456789", media_port=free_port(OPERATOR), calls=1,
+               timeout=30).start()  # fmt: skip
+    uac.check(timeout=30)
+    pbx.check(timeout=5)
+    offer = sdp_of(pbx.messages(), "INVITE sip:")
+    answer = sdp_of(uac.messages(), "SIP/2.0 200 OK")
+    assert "c=IN IP4 127.0.0.1" in offer and OPERATOR not in offer
+    assert "c=IN IP4 127.0.0.1" in answer and PBX not in answer
+    return offer
+
+
 @pytest.mark.skipif(not RECORDING.is_file(), reason=f"{RECORDING} not found (sip-tester)")
 def test_rtp_goes_both_ways_through_the_relay_and_sdp_names_only_the_sbc(
     sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
 ) -> None:
     config, sbc_port, op_port, pbx_port = relayed_config()
     sbc = sbc_factory(config)
-    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1,
-                       media_port=free_port(PBX), extra_args=["-rtp_echo"]).start()  # fmt: skip
-    uac = sipp_factory("uac_media", local_ip=OPERATOR, local_port=op_port,
-                       remote=("127.0.0.1", sbc_port), service="+33123456789",
-                       media_port=free_port(OPERATOR), calls=1, timeout=30).start()  # fmt: skip
-    uac.check(timeout=30)
-    pbx.check(timeout=5)
-    # the offer the PBX got and the answer the operator got name the SBC, never the other side
-    offer = sdp_of(pbx.messages(), "INVITE sip:")
-    answer = sdp_of(uac.messages(), "SIP/2.0 200 OK")
-    assert "c=IN IP4 127.0.0.1" in offer and OPERATOR not in offer
-    assert "c=IN IP4 127.0.0.1" in answer and PBX not in answer
+    offer = recorded_call(sipp_factory, sbc_port, op_port, pbx_port)
+    assert 42000 <= int(offer.split("m=audio ", 1)[1].split()[0]) <= 42999  # the relay's range
     sent = pcap_packets(RECORDING)
     media = status(sbc)["media"]
     # every packet there and back (the echo), allowing a few lost on the way
@@ -136,17 +144,7 @@ def test_rtp_goes_through_rtpengine_when_it_is_the_engine(
         engine="rtpengine", rtpengine=f"udp:127.0.0.1:{rtpengine.ng_port}"
     )
     sbc = sbc_factory(config)
-    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1,
-                       media_port=free_port(PBX), extra_args=["-rtp_echo"]).start()  # fmt: skip
-    uac = sipp_factory("uac_media", local_ip=OPERATOR, local_port=op_port,
-                       remote=("127.0.0.1", sbc_port), service="+33123456789",
-                       media_port=free_port(OPERATOR), calls=1, timeout=30).start()  # fmt: skip
-    uac.check(timeout=30)
-    pbx.check(timeout=5)
-    offer = sdp_of(pbx.messages(), "INVITE sip:")
-    answer = sdp_of(uac.messages(), "SIP/2.0 200 OK")
-    assert "c=IN IP4 127.0.0.1" in offer and OPERATOR not in offer
-    assert "c=IN IP4 127.0.0.1" in answer and PBX not in answer
+    offer = recorded_call(sipp_factory, sbc_port, op_port, pbx_port)
     port = int(offer.split("m=audio ", 1)[1].split()[0])
     assert 46000 <= port <= 46999  # one of rtpengine's ports, not the built-in relay's
     assert "media through rtpengine" in sbc.log()

@@ -49,8 +49,11 @@ def bencode(value: Any) -> bytes:
 
 
 def bdecode(data: bytes) -> Any:
-    """The value ``data`` encodes; ValueError when it is not bencode."""
-    value, end = _decode(data, 0)
+    """The value ``data`` encodes; ValueError when it is not bencode (whatever the bytes)."""
+    try:
+        value, end = _decode(data, 0)
+    except (TypeError, RecursionError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not bencode: {type(exc).__name__}") from None
     if end != len(data):
         raise ValueError("trailing bytes after the bencoded value")
     return value
@@ -73,7 +76,9 @@ def _decode(data: bytes, pos: int) -> tuple[Any, int]:
             return items, pos + 1
         if len(items) % 2:
             raise ValueError("a dictionary key without its value")
-        keys = [k.decode() if isinstance(k, bytes) else k for k in items[::2]]
+        if not all(isinstance(k, bytes) for k in items[::2]):
+            raise ValueError("a dictionary key that is not a string")
+        keys = [k.decode() for k in items[::2]]
         return dict(zip(keys, items[1::2], strict=True)), pos + 1
     if lead.isdigit():
         colon = data.index(b":", pos)

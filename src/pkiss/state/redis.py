@@ -142,10 +142,12 @@ class SharedState:
             raw = await self.client.hgetall(node)
             admitted: dict[str, int] = {}
             for field, value in raw.items():
-                kind, _, peer = (field.decode() if isinstance(field, bytes) else field).partition(
-                    ":"
-                )
-                count = int(value)
+                text = field.decode(errors="replace") if isinstance(field, bytes) else str(field)
+                kind, _, peer = text.partition(":")
+                try:
+                    count = int(value)
+                except ValueError:
+                    continue  # not written by a node: ignored
                 if kind == "down":
                     addr = _addr(peer)
                     if addr is not None:
@@ -205,8 +207,13 @@ class SharedState:
             ttl = await self.client.pttl(key)
             if raw is None or ttl is None or ttl <= 0:
                 continue
-            data = json.loads(raw)
-            self.bans.ban(data["host"], ttl / 1000, data["reason"], self.clock(), shared=False)
+            try:
+                data = json.loads(raw)
+                host, reason = str(data["host"]), str(data.get("reason", ""))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning("shared state: %s holds no ban a node wrote; ignored", key)
+                continue
+            self.bans.ban(host, ttl / 1000, reason, self.clock(), shared=False)
 
     async def _listen_forever(self) -> None:
         while True:
@@ -221,17 +228,21 @@ class SharedState:
                 await asyncio.sleep(SYNC_INTERVAL * 4)
 
     def _apply(self, raw: bytes | str) -> None:
+        """A message on the bans channel; anything but a node's ban or unban is ignored."""
         try:
             data = json.loads(raw)
-        except ValueError:
+            if not isinstance(data, dict) or data.get("node") == self.node:
+                return
+            host = str(data.get("host", ""))
+            left = float(data["left"]) if data.get("op") == "ban" else 0.0
+        except (ValueError, KeyError, TypeError):
             return
-        if not isinstance(data, dict) or data.get("node") == self.node:
+        if not host:
             return
-        host = str(data.get("host", ""))
         if data.get("op") == "ban":
-            if self.bans.ban(host, float(data["left"]), str(data.get("reason", "")), self.clock(),
+            if self.bans.ban(host, left, str(data.get("reason", "")), self.clock(),
                              shared=False) is not None:  # fmt: skip
-                log.warning("banned %s for %g s by node %s: %s", host, float(data["left"]),
+                log.warning("banned %s for %g s by node %s: %s", host, left,
                             data.get("node"), data.get("reason"))  # fmt: skip
         elif data.get("op") == "unban" and self.bans.unban(host, shared=False):
             log.info("ban of %s lifted by node %s", host, data.get("node"))

@@ -19,9 +19,10 @@ run: install
 # Debian packages the end-to-end tests drive: SIPp (sip-tester) plays operators and PBXs,
 # SIPVicious (svmap, svwar, svcrack) plays the scanners the SBC must stop, PostgreSQL keeps
 # call detail records, Redis shares state between nodes, rtpengine relays media, socat puts
-# OpenSSL's TLS in front of SIPp (which has none), headless Chromium shows the dashboard.
+# OpenSSL's TLS in front of SIPp (which has none; openssl makes the test certificates),
+# headless Chromium shows the dashboard.
 DEB_TOOLS := sipp:sip-tester svmap:sipvicious redis-server:redis-server socat:socat \
-	rtpengine:rtpengine-daemon chromium:chromium
+	openssl:openssl rtpengine:rtpengine-daemon chromium:chromium
 deps:
 	@missing=""; for pair in $(DEB_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

@@ -125,3 +125,20 @@ def test_records_go_to_postgresql_even_when_it_comes_up_late(
     assert rows == [(200, CALLED, "pbx"), (486, CALLED, "pbx")]
     shown = pkiss(net.sbc, "cdr")
     assert "2 record(s)" in shown.stdout
+
+
+def test_a_call_refused_before_it_exists_has_its_record(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], tmp_path: Path
+) -> None:
+    """The PBX calls a number its routes refuse with 503: no B-leg, one record."""
+    sbc_port, pbx_port = free_port(), free_port(PBX)
+    config = basic_config(sbc_port, pbx_port=pbx_port)
+    config["routes"] = [{"prefix": "+33899", "reject": 503}, {"prefix": "", "via": ["operator"]}]
+    config["storage"] = {"cdr": f"sqlite:///{tmp_path / 'cdr.sqlite'}"}
+    sbc = sbc_factory(config)
+    sipp_factory("uac_503", local_ip=PBX, local_port=pbx_port, remote=("127.0.0.1", sbc_port),
+                 service="+33899123456", caller=CALLED, calls=1).start().check()  # fmt: skip
+    (record,) = json.loads(pkiss(sbc, "cdr", "--json").stdout)
+    assert (record["status"], record["called"], record["caller"]) == (503, "+33899123456", CALLED)
+    assert (record["source_peer"], record["dest_peer"]) == ("pbx", None)
+    assert record["reason"].startswith("refused: ") and record["attempts"] == 0

@@ -201,3 +201,23 @@ def test_media_comes_in_over_ipv6_and_leaves_over_ipv4(
     assert "c=IN IP6 ::1" in answer and PBX not in answer
     media = status(sbc)["media"]
     assert media["packets"] >= 2 * pcap_packets(RECORDING) * 0.95, media
+
+
+def test_sip_i_multipart_keeps_its_isup_and_gets_its_sdp_anchored(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    config, sbc_port, op_port, pbx_port = relayed_config()
+    sbc_factory(config)
+    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1).start()
+    sipp_factory("uac_sipi", local_ip=OPERATOR, local_port=op_port,
+                 remote=("127.0.0.1", sbc_port), service="+33123456789",
+                 calls=1).start().check()  # fmt: skip
+    pbx.check()
+    invite = pbx.messages().split("INVITE sip:", 1)[1].split("----------", 1)[0]
+    head, body = invite.split("\n\n", 1)
+    assert "Content-Type: multipart/mixed;boundary=unique-boundary-1" in head
+    assert OPERATOR not in invite
+    sdp_part, isup_part = body.split("--unique-boundary-1")[1:3]
+    assert "c=IN IP4 127.0.0.1" in sdp_part and "m=audio 42" in sdp_part
+    assert "Content-Type: application/ISUP;version=itu-t92+" in isup_part
+    assert "IAM-0123456789-called-+33123456789" in isup_part  # byte for byte

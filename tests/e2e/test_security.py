@@ -157,3 +157,19 @@ def test_never_ban_addresses_are_only_logged(
     flood.wait(timeout=12)
     assert received(flood, 403, "OPTIONS") == 40
     assert f"{INTRUDER} not banned (never_ban)" in sbc.log()
+
+
+def test_a_method_outside_security_methods_gets_405_with_the_allowed_ones(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    """The operator is a peer, but OPTIONS is not in its SBC's ``security.methods``."""
+    sbc_port, op_port, pbx_port = free_port(), free_port(OPERATOR), free_port(PBX)
+    config = exposed_config(sbc_port, op_port, pbx_port,
+                            methods=["INVITE", "ACK", "BYE", "CANCEL", "PRACK"])  # fmt: skip
+    sbc_factory(config)
+    probe = sipp_factory("uac_options", local_ip=OPERATOR, local_port=op_port,
+                         remote=("127.0.0.1", sbc_port), calls=1, timeout=3).start()  # fmt: skip
+    probe.wait(timeout=8)  # it wanted a 200
+    assert received(probe, 405, "OPTIONS") == 1
+    answer = probe.messages().split("SIP/2.0 405", 1)[1].split("\n\n", 1)[0]
+    assert "Allow: INVITE, BYE, CANCEL, PRACK" in answer

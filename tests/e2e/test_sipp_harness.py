@@ -87,6 +87,7 @@ def test_every_scenario_has_a_counterpart_here() -> None:
     covered |= {"uas_registrar"}  # no UAC registers SIPp to SIPp: test_registration.py covers it
     covered |= {"uac_register"}  # the SBC is its registrar: test_registered_pbx.py covers it
     covered |= {"uac_media"}  # RTP through the SBC's relay: test_media.py covers it
+    covered |= {"uac_sipi"}  # SDP inside multipart, anchored: test_media.py covers it
     assert on_disk == covered
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -65,6 +66,17 @@ class Pkiss:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"pkiss not ready in {timeout}s:\n{self.log()}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """One ``pkiss`` command, as a user types it, aimed at this node by its config file."""
+        return subprocess.run([sys.executable, "-m", "pkiss", *args, "-c", str(self.path)],
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+
+    def cli_json(self, *args: str) -> Any:
+        """The JSON a ``pkiss ... --json`` command prints; the command must succeed."""
+        done = self.cli(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
 
     def log(self) -> str:
         try:

@@ -26,12 +26,6 @@ OPERATOR, PBX, STRANGER = "127.0.0.2", "127.0.0.3", "127.0.0.6"
 TOKEN = "t0ken-for-tests"
 
 
-def pkiss(node: Pkiss, *args: str) -> subprocess.CompletedProcess[str]:
-    """One CLI command, as a user types it, aimed at ``node`` by its config file."""
-    return subprocess.run([sys.executable, "-m", "pkiss", *args, "-c", str(node.path)],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
-
-
 def http(node: Pkiss, method: str, path: str, token: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(f"http://{node.config['admin']['listen']}{path}",
                                      method=method)  # fmt: skip
@@ -64,17 +58,17 @@ def test_status_peers_and_calls_during_a_call_then_metrics(
                        remote=("127.0.0.1", sbc_port), service="+33123456789",
                        caller="+33987654321", calls=1, pause_ms=4000).start()  # fmt: skip
     deadline = time.monotonic() + 3
-    while "answered" not in (calls := pkiss(sbc, "calls")).stdout:
+    while "answered" not in (calls := sbc.cli("calls")).stdout:
         assert time.monotonic() < deadline, calls.stdout + calls.stderr
         time.sleep(0.1)
     assert calls.returncode == 0
     (row,) = [line for line in calls.stdout.splitlines() if "+33123456789" in line]
     assert row.split()[:5] == ["+33987654321", "+33123456789", "operator", "pbx", "answered"]
-    peers = pkiss(sbc, "peers", "--json")
+    peers = sbc.cli("peers", "--json")
     assert {p["name"]: p["calls"] for p in json.loads(peers.stdout)} == {"operator": 1, "pbx": 1}
     uac.check()
     pbx.check()
-    status = pkiss(sbc, "status")
+    status = sbc.cli("status")
     assert status.returncode == 0
     assert "calls now         0" in status.stdout
     assert "calls since start 1 (answered 1, failed 0" in status.stdout
@@ -92,19 +86,19 @@ def test_reload_command_applies_a_valid_file_and_the_node_refuses_an_invalid_one
     config["peers"]["pbx-2"] = {"role": "pbx", "hosts": ["127.0.0.4:5060"], "health": False,
                                 "dids": ["+332*"]}  # fmt: skip
     sbc.path.write_text(yaml.safe_dump(config, sort_keys=False))
-    done = pkiss(sbc, "reload")
+    done = sbc.cli("reload")
     assert (done.returncode, done.stdout.strip()) == (0, "reloaded: 3 peers"), done.stderr
-    assert "pbx-2" in pkiss(sbc, "peers").stdout
+    assert "pbx-2" in sbc.cli("peers").stdout
     # a broken file: the node says why and keeps running on what it had
     broken = dict(config, peers={**config["peers"], "pbx-3": {"role": "pbx"}})
     sbc.path.write_text(yaml.safe_dump(broken, sort_keys=False))
-    refused = pkiss(sbc, "reload")
+    refused = sbc.cli("reload")
     assert refused.returncode == 1
     assert "peers.pbx-3.hosts: required" in refused.stderr  # the node's own verdict
     code, body = http(sbc, "POST", "/api/reload", TOKEN)
     assert code == 422
     assert any(e.startswith("peers.pbx-3.hosts") for e in body["errors"]), body
-    assert "pbx-2" in pkiss(sbc, "peers").stdout and "pbx-3" not in pkiss(sbc, "peers").stdout
+    assert "pbx-2" in sbc.cli("peers").stdout and "pbx-3" not in sbc.cli("peers").stdout
     assert sbc.alive()
 
 
@@ -125,7 +119,7 @@ def test_without_a_token_writes_are_disabled(sbc_factory: Callable[..., Pkiss]) 
     sbc = sbc_factory(config)
     code, body = http(sbc, "POST", "/api/reload", "anything")
     assert code == 403 and "admin.token" in body["detail"]
-    done = pkiss(sbc, "reload")
+    done = sbc.cli("reload")
     assert done.returncode == 1 and "admin.token is not set" in done.stderr
 
 
@@ -139,18 +133,18 @@ def test_bans_lists_a_flooding_stranger_and_unban_lets_it_in_again(
     sbc_port = int(config["sbc"]["listen"][0].rsplit(":", 1)[1])
     sipp_factory("uac_options", local_ip=STRANGER, remote=("127.0.0.1", sbc_port), calls=30,
                  rate=100, timeout=4).start().wait(timeout=10)  # fmt: skip
-    bans = pkiss(sbc, "bans")
+    bans = sbc.cli("bans")
     assert bans.returncode == 0
     assert STRANGER in bans.stdout and "more than 10 messages in 2 s" in bans.stdout
     assert "1 ban(s)" in bans.stdout
-    lifted = pkiss(sbc, "bans", "--unban", STRANGER)
+    lifted = sbc.cli("bans", "--unban", STRANGER)
     assert (lifted.returncode, lifted.stdout.strip()) == (0, f"unbanned {STRANGER}")
-    assert "0 ban(s)" in pkiss(sbc, "bans").stdout
+    assert "0 ban(s)" in sbc.cli("bans").stdout
     again = sipp_factory("uac_options", local_ip=STRANGER, remote=("127.0.0.1", sbc_port),
                          calls=1, timeout=3).start()  # fmt: skip
     again.wait(timeout=6)
     assert "SIP/2.0 403" in again.messages()  # answered again (reject), no longer banned
-    missing = pkiss(sbc, "bans", "--unban", "192.0.2.1")
+    missing = sbc.cli("bans", "--unban", "192.0.2.1")
     assert missing.returncode == 1 and "not banned" in missing.stderr
 
 

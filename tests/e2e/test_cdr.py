@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,11 +22,6 @@ pytestmark = [
 
 OPERATOR, PBX = "127.0.0.2", "127.0.0.3"
 CALLED, CALLER = "+33123456789", "+33987654321"
-
-
-def pkiss(node: Pkiss, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pkiss", *args, "-c", str(node.path)],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
 
 
 class Calls:
@@ -62,10 +55,10 @@ def test_each_call_gets_one_record_shown_by_pkiss_cdr_and_kept_in_sqlite(
     net.run("uac_basic", "uas_basic", pause_ms=1000)
     net.run("uac_busy", "uas_busy")
     net.run("uac_cancel", "uas_ring_forever")
-    shown = pkiss(net.sbc, "cdr")
+    shown = net.sbc.cli("cdr")
     assert shown.returncode == 0, shown.stderr
     assert "3 record(s)" in shown.stdout
-    records = json.loads(pkiss(net.sbc, "cdr", "--json", "--since", "1h").stdout)
+    records = json.loads(net.sbc.cli("cdr", "--json", "--since", "1h").stdout)
     assert [(r["status"], r["reason"]) for r in records] == [
         (200, "BYE from A-leg"),
         (486, "failed 486"),
@@ -76,7 +69,7 @@ def test_each_call_gets_one_record_shown_by_pkiss_cdr_and_kept_in_sqlite(
     assert (answered["source_peer"], answered["dest_peer"]) == ("operator", "pbx")
     assert 0.9 <= answered["duration"] < 5
     assert answered["answered_at"] is not None and records[1]["answered_at"] is None
-    assert json.loads(pkiss(net.sbc, "cdr", "--json", "--since",
+    assert json.loads(net.sbc.cli("cdr", "--json", "--since",
                             "2000-01-01T00:00:00").stdout) == records  # fmt: skip
     # the node stops; the file holds every record, readable with any SQLite tool
     assert net.sbc.stop() == 0
@@ -89,7 +82,7 @@ def test_a_bad_since_is_refused_with_its_reason(
     sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], tmp_path: Path
 ) -> None:
     net = Calls(sipp_factory, sbc_factory, f"sqlite:///{tmp_path / 'cdr.sqlite'}")
-    done = pkiss(net.sbc, "cdr", "--since", "yesterday")
+    done = net.sbc.cli("cdr", "--since", "yesterday")
     assert done.returncode == 1 and "--since" in done.stderr
 
 
@@ -123,7 +116,7 @@ def test_records_go_to_postgresql_even_when_it_comes_up_late(
             break
         time.sleep(0.2)
     assert rows == [(200, CALLED, "pbx"), (486, CALLED, "pbx")]
-    shown = pkiss(net.sbc, "cdr")
+    shown = net.sbc.cli("cdr")
     assert "2 record(s)" in shown.stdout
 
 
@@ -138,7 +131,7 @@ def test_a_call_refused_before_it_exists_has_its_record(
     sbc = sbc_factory(config)
     sipp_factory("uac_503", local_ip=PBX, local_port=pbx_port, remote=("127.0.0.1", sbc_port),
                  service="+33899123456", caller=CALLED, calls=1).start().check()  # fmt: skip
-    (record,) = json.loads(pkiss(sbc, "cdr", "--json").stdout)
+    (record,) = json.loads(sbc.cli("cdr", "--json").stdout)
     assert (record["status"], record["called"], record["caller"]) == (503, "+33899123456", CALLED)
     assert (record["source_peer"], record["dest_peer"]) == ("pbx", None)
     assert record["reason"].startswith("refused: ") and record["attempts"] == 0

@@ -4,10 +4,7 @@ holds across the nodes. Without Redis a node still takes calls."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,13 +31,6 @@ def redis() -> Iterator[Redis]:
     server = Redis().start()
     yield server
     server.stop()
-
-
-def pkiss(node: Pkiss, *args: str) -> Any:
-    done = subprocess.run([sys.executable, "-m", "pkiss", *args, "--json", "-c", str(node.path)],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -75,11 +65,11 @@ def test_a_ban_on_one_node_is_a_ban_on_the_other_and_so_is_its_lifting(
 ) -> None:
     pair = Pair(sbc_factory, redis.url)
     one, two = pair.nodes
-    wait_for(lambda: pkiss(two, "status")["state"]["nodes"] == 2, "the nodes never met")
+    wait_for(lambda: two.cli_json("status")["state"]["nodes"] == 2, "the nodes never met")
     sipp_factory("uac_options", local_ip=STRANGER, remote=("127.0.0.1", pair.ports[0]),
                  calls=10, rate=100, timeout=3).start().wait(timeout=8)  # fmt: skip
-    assert STRANGER in [b["address"] for b in pkiss(one, "bans")]
-    wait_for(lambda: STRANGER in [b["address"] for b in pkiss(two, "bans")],
+    assert STRANGER in [b["address"] for b in one.cli_json("bans")]
+    wait_for(lambda: STRANGER in [b["address"] for b in two.cli_json("bans")],
              "node two never heard of the ban")  # fmt: skip
     assert f"banned {STRANGER}" in two.log() and "by node" in two.log()
     # node two drops it: no answer at all, where it would answer 403 (reject) otherwise
@@ -88,10 +78,9 @@ def test_a_ban_on_one_node_is_a_ban_on_the_other_and_so_is_its_lifting(
     probe.wait(timeout=6)
     assert "SIP/2.0 403" not in probe.messages()
     # lifted on node two: lifted on node one too
-    done = subprocess.run([sys.executable, "-m", "pkiss", "bans", "--unban", STRANGER, "-c",
-                           str(two.path)], capture_output=True, text=True, timeout=30)  # fmt: skip
+    done = two.cli("bans", "--unban", STRANGER)
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: pkiss(one, "bans") == [], "node one kept the ban")
+    wait_for(lambda: one.cli_json("bans") == [], "node one kept the ban")
 
 
 def test_a_peer_limit_holds_across_nodes(
@@ -101,19 +90,19 @@ def test_a_peer_limit_holds_across_nodes(
     one (503) until it ends."""
     pair = Pair(sbc_factory, redis.url, limits={"calls": 1})
     one, two = pair.nodes
-    wait_for(lambda: pkiss(two, "status")["state"]["nodes"] == 2, "the nodes never met")
+    wait_for(lambda: two.cli_json("status")["state"]["nodes"] == 2, "the nodes never met")
     pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pair.pbx_port, calls=2,
                        timeout=30).start()  # fmt: skip
     held = sipp_factory("uac_basic", local_ip=OPERATOR, local_port=pair.op_port,
                         remote=("127.0.0.1", pair.ports[0]), service="+33123456789",
                         calls=1, pause_ms=4000).start()  # fmt: skip
-    wait_for(lambda: pkiss(one, "calls") != [], "the first call never came up")
+    wait_for(lambda: one.cli_json("calls") != [], "the first call never came up")
     time.sleep(1.2)  # two sync intervals: node two has heard of it
     refused = sipp_factory("uac_503", local_ip=OPERATOR, remote=("127.0.0.1", pair.ports[1]),
                            service="+33123456789", calls=1).start()  # fmt: skip
     refused.check(timeout=10)
     held.check(timeout=15)
-    wait_for(lambda: pkiss(two, "status")["state"]["nodes"] == 2 and not pkiss(one, "calls"),
+    wait_for(lambda: two.cli_json("status")["state"]["nodes"] == 2 and not one.cli_json("calls"),
              "the first call never ended")  # fmt: skip
     time.sleep(1.2)
     sipp_factory("uac_basic", local_ip=OPERATOR, remote=("127.0.0.1", pair.ports[1]),
@@ -126,7 +115,7 @@ def test_without_redis_a_node_goes_on_alone(
 ) -> None:
     pair = Pair(sbc_factory, f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     one = pair.nodes[0]
-    status = pkiss(one, "status")["state"]
+    status = one.cli_json("status")["state"]
     assert status["kind"] == "redis" and status["connected"] is False
     pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pair.pbx_port, calls=1).start()
     sipp_factory("uac_basic", local_ip=OPERATOR, local_port=pair.op_port,
@@ -165,7 +154,7 @@ def test_a_host_one_node_finds_down_is_skipped_by_the_other_at_once(
              "node one never found the primary down", 10)  # fmt: skip
     wait_for(lambda: "down according to another node" in two.log(),
              "node two never heard of it")  # fmt: skip
-    peers = {p["name"]: p for p in pkiss(two, "peers")}
+    peers = {p["name"]: p for p in two.cli_json("peers")}
     assert [h["state"] for h in peers["pbx"]["hosts"]] == ["down (another node)", "pending"]
     started = time.monotonic()
     sipp_factory("uac_basic", local_ip=OPERATOR, local_port=op_port,

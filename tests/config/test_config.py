@@ -671,3 +671,29 @@ def test_urls_in_logs_keep_no_password() -> None:
     assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert redacted("postgresql://pkiss@127.0.0.1/db") == "postgresql://pkiss@127.0.0.1/db"
     assert redacted("sqlite:///pkiss-cdr.sqlite") == "sqlite:///pkiss-cdr.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "error"),
+    [
+        ('state: "redis://127.0.0.1:notaport/0"', "state: not a valid URL (port)"),
+        ('state: "redis:///0"', "state: a redis:// URL needs a host"),
+        ('state: "redis://127.0.0.1/zero"', "state: the database of a redis:// URL is a number"),
+        ('storage: {cdr: "postgresql://u:p@db:99x/pkiss"}', "storage.cdr: not a valid URL (port)"),
+        ('storage: {cdr: "postgresql:///pkiss"}', "storage.cdr: a postgresql:// URL needs a host"),
+    ],
+)
+def test_state_and_storage_urls_are_checked_before_the_node_starts(
+    yaml_text: str, error: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(yaml_text + "\n")
+    assert any(line.startswith(error) for line in caught.value.errors), caught.value.errors
+
+
+def test_good_state_and_storage_urls_pass() -> None:
+    config = parse_config(
+        'state: "redis://:secret@10.0.0.5:6379/2"\n'
+        'storage: {cdr: "postgresql://cdr:pw@db.example:5432/pkiss"}\n'
+    )
+    assert config.state.endswith("/2") and config.storage.cdr.startswith("postgresql://")

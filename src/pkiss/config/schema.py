@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -722,15 +723,37 @@ class Admin(_Frozen):
     """Bearer token; required for writes, and for reads unless `listen` is loopback."""
 
 
+def _check_url_port(url: str) -> None:
+    """A port that is not a number is found now, not when the node first connects."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"not a valid URL (port): {url!r}")
+
+
 def _check_cdr_url(url: str) -> str:
     if not re.match(r"(sqlite|postgres(ql)?)(\+\w+)?://", url):
         raise ValueError("must be a sqlite:/// or postgresql:// URL")
+    if not url.startswith("sqlite"):
+        _check_url_port(url)
+        if not urlsplit(url).hostname:
+            raise ValueError("a postgresql:// URL needs a host: postgresql://user:pass@host/db")
     return url
 
 
 def _check_state(url: str) -> str:
-    if url != "memory" and not re.match(r"rediss?://", url):
+    if url == "memory":
+        return url
+    if not re.match(r"rediss?://", url):
         raise ValueError("must be memory or a redis:// URL")
+    _check_url_port(url)
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError("a redis:// URL needs a host: redis://127.0.0.1:6379/0")
+    if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise ValueError("the database of a redis:// URL is a number: redis://host:6379/0")
     return url
 
 

@@ -1,7 +1,9 @@
 """Unit tests of the SIP parser for what the torture corpora do not cover.
 
 Compact header names, list splitting, folding, IPv6, tel: URIs, the size guards, stream
-framing, building responses and derived messages, and the bugs fuzzing found (each named).
+framing, building responses and derived messages, the bugs fuzzing found (each named), and
+the values real user agents send that RFC 3261's grammar allows (tests/sip/test_real_uas.py
+has their captured messages).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pkiss.sip.headers import (
 )
 from pkiss.sip.message import Message, Request, Response, make_response
 from pkiss.sip.parser import StreamParser, parse_datagram
+from pkiss.sip.sanity import check_request
 from pkiss.sip.uri import AbsoluteURI, SipURI, TelURI, parse_uri, unescape
 
 INVITE = (
@@ -605,3 +608,162 @@ def test_stamp_received_adds_received_and_rport_when_asked() -> None:
     plain = parse_datagram(raw.replace(b";rport,", b","))
     assert isinstance(plain, Request)
     assert stamp_received(plain, "10.0.0.1", 5060) is plain  # nothing to say
+
+
+# ----------------------------------------------------------------- what real user agents send
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Supported", "k", "Allow", "Accept", "Accept-Encoding", "Accept-Language", "Require",
+     "Proxy-Require", "Unsupported"],
+)  # fmt: skip
+def test_empty_option_and_capability_lists_are_no_values(name: str) -> None:
+    # baresip 1.0.0 without its uuid module sends "Supported:" (RFC 3261 §20.37: the list is
+    # optional); it was refused as "empty value in a list" and the call dropped.
+    msg = parse(request(f"{name}:", start="INVITE sip:bob@example.com SIP/2.0"))
+    assert isinstance(msg, Request)
+    assert msg.values(canonical_name(name)) == []
+    assert check_request(msg) is None  # an empty Require requires nothing: no 420
+    assert bytes(msg).count(f"\r\n{name}:\r\n".encode()) == 1
+
+
+def test_empty_lines_among_list_lines_add_nothing() -> None:
+    msg = parse(request("Accept: application/sdp", "Accept:", "Accept: text/plain;q=0.5"))
+    assert msg.values("accept") == ["application/sdp", "text/plain;q=0.5"]
+    msg = parse(request("Supported:", "Supported: timer, 100rel", "Supported: \t"))
+    assert msg.values("supported") == ["timer", "100rel"]
+    msg = parse(request("Require:", "Require: timer", start="INVITE sip:b@example.com SIP/2.0"))
+    assert isinstance(msg, Request)
+    assert check_request(msg) == (420, "Bad Extension", [("Unsupported", "timer")])
+
+
+@pytest.mark.parametrize("line", ["Supported: timer,,100rel", "Allow: ,INVITE", "Require: 100rel,"])
+def test_empty_elements_inside_a_list_are_still_malformed(line: str) -> None:
+    msg = parse(request(line))
+    with pytest.raises(ParseError, match="empty value"):
+        msg.values(line.split(":", 1)[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Via", "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK2"),
+        ("Contact", "<sip:a@192.0.2.1>"),
+        ("Route", "<sip:p1.example.com;lr>"),
+        ("Record-Route", "<sip:p1.example.com;lr>"),
+    ],
+)
+def test_lists_that_must_hold_a_value_refuse_an_empty_one(name: str, value: str) -> None:
+    assert parse(request(f"{name}: {value}")).values(name)[-1] == value
+    with pytest.raises(ParseError, match="empty value"):
+        parse(request(f"{name}:"))
+    with pytest.raises(ParseError, match="empty value"):
+        parse(request(f"{name}: {value}", f"{name}: "))
+
+
+def test_flag_parameters_and_their_case() -> None:
+    msg = parse(
+        request(
+            "Record-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;LR=on;ftag=a1>,"
+            "<sip:[2001:db8::7]:5080;Transport=TCP;lr=on>",
+            "Record-Route: <sips:p4.example.com;lr;transport=tls>",
+            "Contact: <sip:alice@192.0.2.1;ob>;reg-id=1",
+            start="INVITE sip:bob@example.com SIP/2.0",
+        ).replace(b"z9hG4bKabc", b"z9hG4bKabc;RPORT")
+    )
+    rr = [na.sip_uri for na in msg.record_route]
+    assert [u.host for u in rr] == ["p1.example.com", "p2.example.com", "[2001:db8::7]",
+                                    "p4.example.com"]  # fmt: skip
+    # ";lr" and ";lr=on" (RFC 2543-era proxies, Kamailio's enable_full_lr) both mean loose
+    # routing: the parameter is there, whatever its case or value.
+    assert [u.param("lr") for u in rr] == ["", "on", "on", ""]
+    assert [u.transport for u in rr] == [None, None, "tcp", "tls"]
+    assert rr[2].port == 5080 and rr[2].host_address == "2001:db8::7"
+    assert msg.contact[0].sip_uri.param("OB") == "" and msg.contact[0].param("Reg-Id") == "1"
+    assert msg.via[0].rport == "" and msg.via[0].branch == "z9hG4bKabc"
+    assert parse_uri("sip:a@b;TRANSPORT=Udp").transport == "udp"
+    assert parse_via("SIP/2.0/tcp h;branch=z9hG4bK1;Received=192.0.2.2;Rport=1").transport == "TCP"
+
+
+def test_outbound_contact_parameters() -> None:
+    instance = '"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>"'
+    na = parse_name_addr(f"<sip:a@192.0.2.1;ob>;expires=3600;+sip.instance={instance};reg-id=1")
+    assert na.param("+SIP.instance") == instance and na.param("expires") == "3600"
+    # Without <>, the "<" quoted in +sip.instance is no name-addr (RFC 3261 §20.10: the
+    # parameters are the header's)
+    na = parse_name_addr(f"sip:a@192.0.2.1;+sip.instance={instance};reg-id=2")
+    assert na.display is None and str(na.uri) == "sip:a@192.0.2.1"
+    assert na.param("+sip.instance") == instance and na.param("reg-id") == "2"
+    msg = parse(request(f"Contact: sip:a@192.0.2.1;+sip.instance={instance}, <sip:b@192.0.2.2>"))
+    assert [c.param("+sip.instance") for c in msg.contact] == [instance, None]
+    for bad in ("sip:a b <sip:a@b>", "sip:a@b;x=<y>"):
+        with pytest.raises(ParseError):
+            parse_name_addr(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "display"),
+    [
+        ("Anonymous <sip:anonymous@anonymous.invalid>", "Anonymous"),
+        ("+33123 <sip:+33123@192.0.2.4>", "+33123"),  # SIPp via Kamailio
+        ("Joe.O'Neil-2 ~x` <sip:joe@example.com>", "Joe.O'Neil-2 ~x`"),
+        ("100%_*! <sip:x@example.com>", "100%_*!"),
+        ('"Alice O\'Neil" <sip:a@example.com>', '"Alice O\'Neil"'),
+        ('"" <sip:a@example.com>', '""'),
+        ('"Dupont, J. \\"Jo\\"" <sip:j@example.com>', '"Dupont, J. \\"Jo\\""'),
+        ('"J\xc3\xb6rg"<sip:j@example.com>', '"J\xc3\xb6rg"'),  # UTF-8 as Latin-1, quoted
+        ("<sip:a@example.com>", None),
+    ],
+)
+def test_display_names(value: str, display: str | None) -> None:
+    assert parse_name_addr(value).display == display
+
+
+@pytest.mark.parametrize(
+    "value", ["J\xc3\xb6rg <sip:j@example.com>", "a@b <sip:a@b>", "a,b <sip:a@b>"]
+)
+def test_unquoted_display_names_are_tokens(value: str) -> None:
+    with pytest.raises(ParseError):  # display-name = *(token LWS) / quoted-string
+        parse_name_addr(value)
+
+
+def test_carrier_identity_and_timer_headers() -> None:
+    msg = parse(
+        request(
+            'P-Asserted-Identity: "Alice" <sip:+33123456789@carrier.example;user=phone>, '
+            "<tel:+33123456789>",
+            "Privacy: id",
+            "Session-Expires: 1800;refresher=uac",
+            "Min-SE: 90",
+            "Diversion: <sip:+33198765432@carrier.example;user=phone>;reason=unconditional;"
+            "counter=1;privacy=off",
+            "History-Info: <sip:bob@example.com>;index=1,"
+            " <sip:bob@192.0.2.5?Reason=SIP%3Bcause%3D302%3Btext%3D%22Moved%22>;index=1.1;rc=1",
+            "Supported: timer",
+            start="INVITE sips:+33198765432@example.com;user=phone SIP/2.0",
+        )
+    )
+    assert isinstance(msg, Request) and check_request(msg) is None
+    assert isinstance(msg.uri, SipURI) and msg.uri.scheme == "sips"
+    pai = [parse_name_addr(v) for v in msg.values("p-asserted-identity")]
+    assert [type(p.uri) for p in pai] == [SipURI, TelURI]
+    assert isinstance(pai[1].uri, TelURI) and pai[1].uri.number == "+33123456789"
+    assert msg.header("privacy") == "id" and msg.header("min-se") == "90"
+    assert msg.header("session-expires") == "1800;refresher=uac"
+    diversion = parse_name_addr(msg.values("diversion")[0])
+    assert (diversion.param("reason"), diversion.param("counter")) == ("unconditional", "1")
+    history = [parse_name_addr(v) for v in msg.values("history-info")]
+    assert [h.param("index") for h in history] == ["1", "1.1"]
+    second = history[1].sip_uri
+    assert second.headers == "Reason=SIP%3Bcause%3D302%3Btext%3D%22Moved%22"
+    assert unescape(second.headers.partition("=")[2]) == 'SIP;cause=302;text="Moved"'
+
+
+def test_contact_star_unregisters_everything() -> None:
+    msg = parse(request("Contact: *", "Expires: 0", start="REGISTER sip:example.com SIP/2.0"))
+    assert isinstance(msg, Request)
+    assert [c.star for c in msg.contact] == [True] and check_request(msg) is None
+    for bad in ("Contact: *;expires=0", "Contact: *, <sip:a@b>", "Contact: <sip:a@b>, *"):
+        with pytest.raises(ParseError):
+            parse(request(bad, start="REGISTER sip:example.com SIP/2.0"))

@@ -15,6 +15,7 @@ from .uri import URI, SipURI, format_host, parse_host, parse_uri
 
 __all__ = [
     "COMPACT_FORMS",
+    "EMPTY_LISTS",
     "CSeq",
     "NameAddr",
     "Params",
@@ -65,6 +66,17 @@ _WELL_KNOWN = [
     "Reason", "Diversion", "History-Info", "Path", "Service-Route", "Identity", "Info-Package",
 ]  # fmt: skip
 _CANONICAL = {n.lower(): n for n in _WELL_KNOWN}
+
+# List headers whose value may be empty (lower-case long names). RFC 3261 §25.1 writes Accept,
+# Accept-Encoding, Accept-Language, Allow and Supported as ``HCOLON [ item *(COMMA item) ]``:
+# ``Supported:`` says "no extension" (baresip sends it so). Require, Proxy-Require and
+# Unsupported want one option tag at least, but an empty one names none: read as naming none,
+# never as a reason to drop the request. Every other list (Via, Contact, Route...) must hold a
+# value.
+EMPTY_LISTS = frozenset(
+    ("accept", "accept-encoding", "accept-language", "allow", "supported", "require",
+     "proxy-require", "unsupported")
+)  # fmt: skip
 _CANONICAL.update(COMPACT_FORMS)
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _name_cache: dict[str, str] = {}
@@ -285,13 +297,17 @@ def _parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
             raise ParseError("bad display name")
     else:
         lt = text.find("<")
-    if lt >= 0:
-        if display is None:
+        if lt > 0:
             display_text = text[:lt].rstrip(" \t")
-            if display_text:
-                if not _DISPLAY_TOKENS.match(display_text):
-                    raise ParseError("bad display name")
+            if _DISPLAY_TOKENS.match(display_text):
                 display = display_text
+            elif ":" in display_text:
+                # No token holds ":", a URI does: an addr-spec whose parameters quote a "<"
+                # (``sip:a@b;+sip.instance="<urn:uuid:...>"``, RFC 5626 §4.2).
+                lt = -1
+            else:
+                raise ParseError("bad display name")
+    if lt >= 0:
         gt = text.find(">", lt)
         if gt < 0:
             raise ParseError("unclosed <")

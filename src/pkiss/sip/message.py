@@ -17,7 +17,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from .errors import ParseError
-from .headers import CSeq, NameAddr, Via, parse_cseq, parse_name_addr, parse_via, split_commas
+from .headers import (
+    EMPTY_LISTS,
+    CSeq,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_commas,
+)
 from .uri import URI, parse_uri
 
 __all__ = ["Header", "Message", "Request", "Response", "reason_phrase"]
@@ -109,20 +118,27 @@ class Message:
         return list(self._index.get(name.lower(), ()))
 
     def values(self, name: str) -> list[str]:
-        """Every comma-separated value of a list header, across all its lines."""
-        lines = self._index.get(name.lower())
+        """Every comma-separated value of a list header, across all its lines. A line with no
+        value is no value for the headers whose grammar allows it (``Supported:``, see
+        ``EMPTY_LISTS``) and a ``ParseError`` for the others, as is an empty element."""
+        key = name.lower()
+        lines = self._index.get(key)
         if not lines:
             return []
         if len(lines) == 1:
             line = lines[0]
             if "," not in line:  # the common case: one value on one line
                 value = line.strip(" \t")
-                if not value:
-                    raise ParseError("empty value in a list")
-                return [value]
+                if value:
+                    return [value]
+                if key in EMPTY_LISTS:
+                    return []
+                raise ParseError("empty value in a list")
             return split_commas(line)
         out: list[str] = []
         for line in lines:
+            if key in EMPTY_LISTS and not line.strip(" \t"):
+                continue
             out.extend(split_commas(line))
         return out
 
@@ -187,7 +203,11 @@ class Message:
     @property
     def contact(self) -> list[NameAddr]:
         if self._contact is None:
-            self._contact = [parse_name_addr(v, allow_star=True) for v in self.values("contact")]
+            contact = [parse_name_addr(v, allow_star=True) for v in self.values("contact")]
+            # Contact = STAR / contact-param list (RFC 3261 §25.1): "*" stands alone
+            if len(contact) > 1 and any(c.star for c in contact):
+                raise ParseError("Contact * with other contacts")
+            self._contact = contact
         return self._contact
 
     @property

@@ -682,7 +682,7 @@ def test_flag_parameters_and_their_case() -> None:
     assert rr[2].port == 5080 and rr[2].host_address == "2001:db8::7"
     assert msg.contact[0].sip_uri.param("OB") == "" and msg.contact[0].param("Reg-Id") == "1"
     assert msg.via[0].rport == "" and msg.via[0].branch == "z9hG4bKabc"
-    assert parse_uri("sip:a@b;TRANSPORT=Udp").transport == "udp"
+    assert parse_name_addr("<sip:a@b;TRANSPORT=Udp>").sip_uri.transport == "udp"
     assert parse_via("SIP/2.0/tcp h;branch=z9hG4bK1;Received=192.0.2.2;Rport=1").transport == "TCP"
 
 
@@ -726,6 +726,13 @@ def test_display_names(value: str, display: str | None) -> None:
 def test_unquoted_display_names_are_tokens(value: str) -> None:
     with pytest.raises(ParseError):  # display-name = *(token LWS) / quoted-string
         parse_name_addr(value)
+
+
+def test_an_unescaped_hash_in_a_user_part_is_refused() -> None:
+    with pytest.raises(ParseError):  # RFC 3261 §25.1: "#" is not a user character
+        parse_uri("sip:*21#@example.com")
+    escaped = parse_uri("sip:*21%23@example.com")
+    assert isinstance(escaped, SipURI) and escaped.user == "*21%23"
 
 
 def test_carrier_identity_and_timer_headers() -> None:

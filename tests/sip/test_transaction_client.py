@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 
 import pytest
+from wire import wire
 
 from pkiss.sip.message import Request, Response, make_response
 from pkiss.sip.parser import parse_datagram
@@ -21,10 +22,6 @@ from pkiss.sip.transaction.client import ClientTransaction, InviteClientTransact
 
 PBX = Addr("udp", "192.0.2.20", 5060)
 PBX_TCP = Addr("tcp", "192.0.2.20", 5060)
-
-
-def wire(text: str) -> bytes:
-    return text.replace("\n", "\r\n").encode("latin-1")
 
 
 # The B-leg INVITE as the SBC sends it (its own Via, a Route to the PBX).

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire import wire
 
 from pkiss.sip.message import Request, Response, make_response
 from pkiss.sip.parser import parse_datagram
@@ -67,10 +68,6 @@ CARRIER = Addr("udp", "198.51.100.7", 5060)
 CARRIER_TCP = Addr("tcp", "198.51.100.7", 40000)
 PBX = Addr("udp", "192.0.2.20", 5060)
 PBX_TCP = Addr("tcp", "192.0.2.20", 5060)
-
-
-def wire(text: str) -> bytes:
-    return text.replace("\n", "\r\n").encode("latin-1")
 
 
 def parse(data: bytes) -> Request:

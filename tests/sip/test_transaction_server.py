@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 
 import pytest
+from wire import wire
 
 from pkiss.sip.message import Request, Response, make_response
 from pkiss.sip.parser import parse_datagram
@@ -22,10 +23,6 @@ from pkiss.sip.transaction.server import InviteServerTransaction, ServerTransact
 # The carrier sends from 5070 although its Via says 5060: responses go to the source (RFC 3581).
 CARRIER = Addr("udp", "198.51.100.7", 5070)
 CARRIER_TCP = Addr("tcp", "198.51.100.7", 40312)
-
-
-def wire(text: str) -> bytes:
-    return text.replace("\n", "\r\n").encode("latin-1")
 
 
 INVITE = wire(

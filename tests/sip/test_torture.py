@@ -33,8 +33,12 @@ Route header in the contact URI"; sdp01 "406 Not Acceptable, with a Warning/399 
 appropriate to respond with a 400"; inv2543 "a legal message per RFC 2543 ... should be accepted
 by RFC 3261 elements that want to maintain backwards compatibility". No line needed changing.
 
-Statuses RFC 4475 expects for messages that parse: these belong to the SBC's request sanity
-check (not written yet), not to the parser, so here they are only asserted to parse:
+Statuses RFC 4475 expects for messages that parse: these belong not to the parser but to the
+SBC's request sanity check (``pkiss.sip.sanity.check_request``, applied on admission), so the
+verdict tests only assert that they parse; ``test_sanity_check_answers`` checks the statuses the
+sanity check gives (``SANITY_CHECK_ANSWERS``: insuf, unkscm, novelsc, bext01, multi01). The
+others are not its job: a response (bcast) never reaches it, and the rest are requests it lets
+through for the transaction layer and the B2BUA:
 
 ==============  =======  =====================================================================
 file            section  expected answer
@@ -75,6 +79,7 @@ from pkiss.sip.errors import ParseError
 from pkiss.sip.headers import NameAddr
 from pkiss.sip.message import Message, Request, Response
 from pkiss.sip.parser import StreamParser, parse_datagram
+from pkiss.sip.sanity import check_request
 from pkiss.sip.uri import SipURI, unescape
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -101,6 +106,15 @@ SANITY_CHECK_STATUSES = {
     "multi01.dat": "400",
     "bcast.dat": "drop",
     "sdp01.dat": "406/400",
+}
+
+# What pkiss.sip.sanity.check_request answers, for the rows of that table it is the place for.
+SANITY_CHECK_ANSWERS = {
+    "insuf.dat": 400,
+    "unkscm.dat": 416,
+    "novelsc.dat": 416,
+    "bext01.dat": 420,
+    "multi01.dat": 400,
 }
 
 
@@ -245,6 +259,16 @@ def test_sanity_check_statuses_match_the_expectations() -> None:
         if m:
             then[name] = m.group(1)
     assert then == SANITY_CHECK_STATUSES
+
+
+@pytest.mark.skipif(not RFC4475.is_dir(), reason=_MISSING)
+@pytest.mark.parametrize(("name", "status"), sorted(SANITY_CHECK_ANSWERS.items()))
+def test_sanity_check_answers(name: str, status: int) -> None:
+    assert str(status) in SANITY_CHECK_STATUSES[name].split("/")  # one the RFC allows
+    verdict = check_request(_request(RFC4475, name))
+    assert verdict is not None and verdict[0] == status
+    if name == "bext01.dat":  # 420 lists the unknown option tags (RFC 3261 section 8.2.2.3)
+        assert verdict[2] == [("Unsupported", "nothingsupportsthis, nothingsupportsthiseither")]
 
 
 # --------------------------------------------------------------------------------- the stream

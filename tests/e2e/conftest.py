@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from network import Network
 from sbc import Pkiss
 from sipp import Sipp
 
@@ -49,3 +50,16 @@ def sbc_factory(tmp_path: Path) -> Iterator[Callable[..., Pkiss]]:
     yield make
     for node in started:
         node.stop()
+
+
+@pytest.fixture
+def network(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> Callable[..., Network]:
+    """``network(*peer_ips)``: a Network (network.py) of this test's factories, a free port
+    chosen on each peer address."""
+
+    def make(*ips: str) -> Network:
+        return Network(sipp_factory, sbc_factory, *ips)
+
+    return make

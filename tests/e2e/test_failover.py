@@ -6,12 +6,11 @@ straight to the secondary; when it comes back, calls return to it after up_after
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sbc import Pkiss, basic_config, free_port
+from network import CALLED, Network, received, wait_for
 from sipp import Sipp, sipp_available
 
 pytestmark = [
@@ -22,42 +21,14 @@ pytestmark = [
 OPERATOR = "127.0.0.2"
 PRIMARY = "127.0.0.3"
 SECONDARY = "127.0.0.4"
-CALLED = "+33123456789"
-CALLER = "+33987654321"
 HEALTH = {"interval": 1, "timeout": 0.5, "down_after": 2, "up_after": 2}
 
 
-def received(uas: Sipp, method: str) -> list[str]:
-    """The messages of ``method`` the SIPp received, one per transaction (Call-ID + CSeq)."""
-    seen: dict[tuple[str, str], str] = {}
-    for chunk in re.split(r"-{20,}[^\n]*\n", uas.messages()):
-        if "message received" not in chunk:
-            continue
-        text = chunk.split(":\n", 1)[-1].lstrip()
-        if not text.startswith(f"{method} "):
-            continue
-        call_id = re.search(r"^Call-ID:\s*(\S+)", text, re.M | re.I)
-        cseq = re.search(r"^CSeq:\s*(.+?)\s*$", text, re.M | re.I)
-        seen[(call_id.group(1) if call_id else "", cseq.group(1) if cseq else "")] = text
-    return list(seen.values())
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 class Net:
-    def __init__(self, make_sipp: Callable[..., Sipp], make_sbc: Callable[..., Pkiss]) -> None:
-        self.make_sipp = make_sipp
-        self.sbc_port = free_port()
-        self.operator_port = free_port(OPERATOR)
-        self.ports = {PRIMARY: free_port(PRIMARY), SECONDARY: free_port(SECONDARY)}
-        config: dict[str, Any] = basic_config(self.sbc_port, carrier_port=self.operator_port)
+    def __init__(self, network: Callable[..., Network]) -> None:
+        self.net = network(OPERATOR, PRIMARY, SECONDARY)
+        self.ports = self.net.ports
+        config: dict[str, Any] = self.net.basic_config(carrier=OPERATOR, pbx=PRIMARY)
         config["peers"]["operator"]["health"] = False  # the operator is a SIPp UAC
         config["peers"]["pbx"].update(
             hosts=[
@@ -68,21 +39,13 @@ class Net:
             health=HEALTH,
             setup_timeout=1,
         )
-        self.sbc = make_sbc(config)
+        self.sbc = self.net.start(config)
 
     def pbx(self, ip: str) -> Sipp:
-        return self.make_sipp(
-            "uas_basic", local_ip=ip, local_port=self.ports[ip], calls=None, auto_answer=True,
-            timeout=40, name=f"pbx-{ip}-{time.monotonic_ns()}",
-        ).start()  # fmt: skip
+        return self.net.uas(ip, auto_answer=True, timeout=40)
 
     def calls(self, count: int, rate: float = 5) -> dict[str, Any]:
-        uac = self.make_sipp(
-            "uac_basic", local_ip=OPERATOR, local_port=self.operator_port,
-            remote=("127.0.0.1", self.sbc_port), service=CALLED, caller=CALLER, calls=count,
-            rate=rate, timeout=15,
-        ).start()  # fmt: skip
-        stats = uac.check()
+        stats = self.net.uac(OPERATOR, CALLED, calls=count, rate=rate, timeout=15).check()
         assert stats["SuccessfulCall(C)"] == count
         assert stats["FailedCall(C)"] == 0
         return stats
@@ -96,10 +59,8 @@ def invites(uas: Sipp) -> int:
     return len(received(uas, "INVITE"))
 
 
-def test_failover_and_return_driven_by_options_probes(
-    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
-) -> None:
-    net = Net(sipp_factory, sbc_factory)
+def test_failover_and_return_driven_by_options_probes(network: Callable[..., Network]) -> None:
+    net = Net(network)
     primary = net.pbx(PRIMARY)
     secondary = net.pbx(SECONDARY)
 
@@ -142,10 +103,8 @@ def test_failover_and_return_driven_by_options_probes(
     assert primary.stats()["FailedCall(C)"] == cancelled <= 2, primary.errors()[-3000:]
 
 
-def test_probes_carry_nothing_of_the_other_side(
-    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
-) -> None:
-    net = Net(sipp_factory, sbc_factory)
+def test_probes_carry_nothing_of_the_other_side(network: Callable[..., Network]) -> None:
+    net = Net(network)
     secondary = net.pbx(SECONDARY)
     assert wait_for(lambda: len(received(secondary, "OPTIONS")) >= 2, 5), secondary.messages()
     for probe in received(secondary, "OPTIONS"):

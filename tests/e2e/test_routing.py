@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from sbc import Pkiss, basic_config, free_port
+from network import CALLED, CALLER, Network, received
 from sipp import Sipp, sipp_available
 
 pytestmark = [
@@ -29,30 +29,12 @@ OPERATOR_A = "127.0.0.2"
 PBX = "127.0.0.3"
 PBX_2 = "127.0.0.4"
 OPERATOR_B = "127.0.0.5"
-CALLED = "+33123456789"  # a DID of the PBX in basic_config
-CALLER = "+33987654321"
 PARIS = "+33112345678"
 LYON = "+33471234567"
 UK = "+442079460000"
 FRANCE = "+33612345678"
 
-Factory = Callable[..., Sipp]
-SbcFactory = Callable[..., Pkiss]
-
-
-def received(peer: Sipp, method: str) -> int:
-    """How many distinct ``method`` requests (Call-ID + CSeq) the SIPp received."""
-    seen: set[tuple[str, str]] = set()
-    for chunk in re.split(r"-{20,}[^\n]*\n", peer.messages()):
-        if "message received" not in chunk:
-            continue
-        text = chunk.split(":\n", 1)[-1].lstrip()
-        if not text.startswith(f"{method} "):
-            continue
-        call_id = re.search(r"^Call-ID:\s*(\S+)", text, re.M | re.I)
-        cseq = re.search(r"^CSeq:\s*(.+?)\s*$", text, re.M | re.I)
-        seen.add((call_id.group(1) if call_id else "", cseq.group(1) if cseq else ""))
-    return len(seen)
+NetworkFactory = Callable[..., Network]
 
 
 def invite_answers(peer: Sipp) -> dict[str, set[int]]:
@@ -77,34 +59,22 @@ def invite_answers(peer: Sipp) -> dict[str, set[int]]:
 
 @pytest.mark.parametrize(("weights", "share"), [((1, 1), 0.5), ((3, 1), 0.75)], ids=["1-1", "3-1"])
 def test_balance_shares_calls_by_weight(
-    sipp_factory: Factory, sbc_factory: SbcFactory, weights: tuple[int, int], share: float
+    network: NetworkFactory, weights: tuple[int, int], share: float
 ) -> None:
     calls = 200
-    sbc_port = free_port()
-    operator_port = free_port(OPERATOR_A)
-    ports = {PBX: free_port(PBX), PBX_2: free_port(PBX_2)}
-    config = basic_config(sbc_port, carrier_port=operator_port)
+    net = network(OPERATOR_A, PBX, PBX_2)
+    config = net.basic_config(carrier=OPERATOR_A, pbx=PBX)
     config["peers"]["pbx"].update(
         hosts=[
-            {"address": f"{ip}:{ports[ip]}", "weight": weight}
+            {"address": f"{ip}:{net.ports[ip]}", "weight": weight}
             for ip, weight in zip((PBX, PBX_2), weights, strict=True)
         ],
         strategy="balance",
         match={"source": [PBX, PBX_2]},
     )
-    sbc_factory(config)
-    hosts = [
-        sipp_factory(
-            "uas_basic", local_ip=ip, local_port=ports[ip], calls=None, timeout=30,
-            name=f"pbx-{ip}",
-        ).start()
-        for ip in (PBX, PBX_2)
-    ]  # fmt: skip
-    uac = sipp_factory(
-        "uac_basic", local_ip=OPERATOR_A, local_port=operator_port,
-        remote=("127.0.0.1", sbc_port), service=CALLED, caller=CALLER, calls=calls, rate=50,
-        pause_ms=50, timeout=25,
-    ).start()  # fmt: skip
+    net.start(config)
+    hosts = [net.uas(ip, timeout=30) for ip in (PBX, PBX_2)]
+    uac = net.uac(OPERATOR_A, CALLED, calls=calls, rate=50, pause_ms=50, timeout=25)
     stats = uac.check()
     assert stats["SuccessfulCall(C)"] == calls
     counts = []
@@ -112,7 +82,7 @@ def test_balance_shares_calls_by_weight(
         host.stop()
         host_stats = host.stats()
         assert host_stats["FailedCall(C)"] == 0, host.errors()[-3000:]
-        assert received(host, "INVITE") == host_stats["SuccessfulCall(C)"]
+        assert len(received(host, "INVITE")) == host_stats["SuccessfulCall(C)"]
         counts.append(host_stats["SuccessfulCall(C)"])
     assert sum(counts) == calls
     assert abs(counts[0] / calls - share) <= 0.10, counts
@@ -121,41 +91,27 @@ def test_balance_shares_calls_by_weight(
 # ---------------------------------------------------------------------------- geography
 
 
-def test_each_pbx_gets_only_the_calls_to_its_own_dids(
-    sipp_factory: Factory, sbc_factory: SbcFactory
-) -> None:
-    sbc_port = free_port()
-    operator_port = free_port(OPERATOR_A)
-    ports = {PBX: free_port(PBX), PBX_2: free_port(PBX_2)}
-    config = basic_config(sbc_port, carrier_port=operator_port)
+def test_each_pbx_gets_only_the_calls_to_its_own_dids(network: NetworkFactory) -> None:
+    net = network(OPERATOR_A, PBX, PBX_2)
+    config = net.basic_config(carrier=OPERATOR_A, pbx=PBX)
     del config["peers"]["pbx"]
     for name, ip, dids in (("pbx-paris", PBX, ["+3311*"]), ("pbx-lyon", PBX_2, ["+3347*"])):
         config["peers"][name] = {
             "role": "pbx",
-            "hosts": [f"{ip}:{ports[ip]}"],
+            "hosts": [f"{ip}:{net.ports[ip]}"],
             "match": {"source": [ip]},
             "health": False,
             "dids": dids,
         }
-    sbc_factory(config)
-    paris, lyon = (
-        sipp_factory(
-            "uas_basic", local_ip=ip, local_port=ports[ip], calls=None, timeout=20,
-            name=f"pbx-{ip}",
-        ).start()
-        for ip in (PBX, PBX_2)
-    )  # fmt: skip
+    net.start(config)
+    paris, lyon = (net.uas(ip, timeout=20) for ip in (PBX, PBX_2))
     for number in (PARIS, LYON):
-        uac = sipp_factory(
-            "uac_basic", local_ip=OPERATOR_A, local_port=operator_port,
-            remote=("127.0.0.1", sbc_port), service=number, caller=CALLER, calls=3, rate=20,
-            pause_ms=50, timeout=10,
-        ).start()  # fmt: skip
+        uac = net.uac(OPERATOR_A, number, calls=3, rate=20, pause_ms=50, timeout=10)
         assert uac.check()["SuccessfulCall(C)"] == 3
     paris.stop()
     lyon.stop()
-    assert received(paris, "INVITE") == 3
-    assert received(lyon, "INVITE") == 3
+    assert len(received(paris, "INVITE")) == 3
+    assert len(received(lyon, "INVITE")) == 3
     assert f"INVITE sip:{PARIS}@" in paris.messages()
     assert LYON not in paris.messages()
     assert f"INVITE sip:{LYON}@" in lyon.messages()
@@ -172,13 +128,10 @@ class Operators:
     """Two carriers (A on 127.0.0.2, B on 127.0.0.5, setup_timeout 1 s) and one PBX: +44 via
     B then A, anything else via A."""
 
-    def __init__(self, make_sipp: Factory, make_sbc: SbcFactory) -> None:
-        self.make_sipp = make_sipp
-        self.sbc_port = free_port()
-        self.ports = {ip: free_port(ip) for ip in (OPERATOR_A, OPERATOR_B, PBX)}
-        config = basic_config(
-            self.sbc_port, carrier_port=self.ports[OPERATOR_A], pbx_port=self.ports[PBX]
-        )
+    def __init__(self, network: NetworkFactory) -> None:
+        self.net = network(OPERATOR_A, OPERATOR_B, PBX)
+        self.ports = self.net.ports
+        config = self.net.basic_config(carrier=OPERATOR_A, pbx=PBX)
         peers = config["peers"]
         peers["operator-a"] = peers.pop("operator")
         peers["operator-b"] = {
@@ -192,26 +145,22 @@ class Operators:
             {"prefix": "+44", "via": ["operator-b", "operator-a"]},
             {"prefix": "", "via": ["operator-a"]},
         ]
-        self.sbc = make_sbc(config)
+        self.sbc = self.net.start(config)
 
     def uas(self, ip: str, scenario: str = "uas_basic") -> Sipp:
         """A callee that runs until stopped (calls=None)."""
-        return self.make_sipp(
-            scenario, local_ip=ip, local_port=self.ports[ip], calls=None, timeout=20,
-            name=f"{scenario}-{ip}-{time.monotonic_ns()}",
-        ).start()  # fmt: skip
+        return self.net.uas(ip, scenario, timeout=20)
 
     def uac(self, ip: str, service: str, calls: int, scenario: str = "uac_basic") -> Sipp:
-        return self.make_sipp(
-            scenario, local_ip=ip, local_port=self.ports[ip], remote=("127.0.0.1", self.sbc_port),
-            service=service, caller=CALLER if ip != PBX else CALLED, calls=calls, rate=10,
+        return self.net.uac(
+            ip, service, calls, scenario, caller=CALLER if ip != PBX else CALLED, rate=10,
             pause_ms=50, timeout=15,
-        ).start()  # fmt: skip
+        )  # fmt: skip
 
 
 @pytest.fixture
-def ops(sipp_factory: Factory, sbc_factory: SbcFactory) -> Operators:
-    return Operators(sipp_factory, sbc_factory)
+def ops(network: NetworkFactory) -> Operators:
+    return Operators(network)
 
 
 @pytest.fixture
@@ -234,7 +183,7 @@ def test_inbound_from_either_operator_reaches_the_pbx(ops: Operators) -> None:
         uac = ops.uac(ip, CALLED, calls=2)
         assert uac.check()["SuccessfulCall(C)"] == 2
     _stopped_clean(pbx, 4)
-    assert received(pbx, "INVITE") == 4
+    assert len(received(pbx, "INVITE")) == 4
 
 
 def test_outbound_by_longest_prefix(ops: Operators) -> None:
@@ -258,7 +207,7 @@ def test_503_from_first_operator_completes_through_the_next(ops: Operators) -> N
     assert "SIP/2.0 503" not in caller.messages()
     _stopped_clean(b, 2)  # got its ACK for the 503
     _stopped_clean(a, 2)
-    assert received(a, "INVITE") == 2
+    assert len(received(a, "INVITE")) == 2
     assert ops.sbc.log().count("503 from operator-b, trying next") == 2
 
 
@@ -300,23 +249,13 @@ def test_busy_from_first_operator_is_the_callee_answer(ops: Operators) -> None:
 # ---------------------------------------------------------------------------- reload
 
 
-def test_sighup_reloads_twice_under_load_without_losing_a_call(
-    sipp_factory: Factory, sbc_factory: SbcFactory
-) -> None:
+def test_sighup_reloads_twice_under_load_without_losing_a_call(network: NetworkFactory) -> None:
     calls = 300
-    sbc_port = free_port()
-    operator_port = free_port(OPERATOR_A)
-    pbx_port = free_port(PBX)
-    config = basic_config(sbc_port, carrier_port=operator_port, pbx_port=pbx_port)
-    sbc = sbc_factory(config)
-    pbx = sipp_factory(
-        "uas_basic", local_ip=PBX, local_port=pbx_port, calls=calls, timeout=30
-    ).start()
-    uac = sipp_factory(
-        "uac_basic", local_ip=OPERATOR_A, local_port=operator_port,
-        remote=("127.0.0.1", sbc_port), service=CALLED, caller=CALLER, calls=calls, rate=50,
-        pause_ms=1000, timeout=30,
-    ).start()  # fmt: skip
+    net = network(OPERATOR_A, PBX)
+    config = net.basic_config(carrier=OPERATOR_A, pbx=PBX)
+    sbc = net.start(config)
+    pbx = net.uas(PBX, calls=calls, timeout=30)
+    uac = net.uac(OPERATOR_A, CALLED, calls=calls, rate=50, pause_ms=1000, timeout=30)
     for extra in ("+33555000111", "+33555000222"):
         time.sleep(2)
         assert uac.running(), "the load ended before the reload"
@@ -330,11 +269,7 @@ def test_sighup_reloads_twice_under_load_without_losing_a_call(
     assert sbc.log().count("config reloaded") == 2, sbc.log()[-3000:]
     assert sbc.alive()
     # the reloaded config is the one in force: the DID added last now reaches the PBX
-    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1).start()
-    uac = sipp_factory(
-        "uac_basic", local_ip=OPERATOR_A, local_port=operator_port,
-        remote=("127.0.0.1", sbc_port), service="+33555000222", caller=CALLER, calls=1,
-        timeout=10,
-    ).start()  # fmt: skip
+    pbx = net.uas(PBX, calls=1)
+    uac = net.uac(OPERATOR_A, "+33555000222", calls=1, timeout=10)
     uac.check()
     pbx.check()

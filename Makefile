@@ -22,7 +22,8 @@ run: install
 # OpenSSL's TLS in front of SIPp (which has none; openssl makes the test certificates),
 # headless Chromium shows the dashboard.
 DEB_TOOLS := sipp:sip-tester svmap:sipvicious redis-server:redis-server socat:socat \
-	openssl:openssl rtpengine:rtpengine-daemon chromium:chromium
+	openssl:openssl rtpengine:rtpengine-daemon chromium:chromium baresip:baresip \
+	linphonec:linphone-cli kamailio:kamailio sngrep:sngrep tcpdump:tcpdump
 deps:
 	@missing=""; for pair in $(DEB_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

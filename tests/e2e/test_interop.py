@@ -1,0 +1,373 @@
+"""Interoperability with real third-party SIP software through a running pkiss node: baresip
+phones on both sides with real audio, a Kamailio edge proxy in front of the carrier (the
+route set a carrier's edge imposes), and linphonec registering as a PBX.
+
+Each peer has its own loopback address (127.0.6.x); the harness classes are in thirdparty.py.
+A test that fails today because of a defect already known in pkiss is marked
+``xfail(strict=True)`` with that defect as its reason, so that it turns into an error the day
+the defect is fixed and the mark can go.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from network import CALLED, CALLER, received, wait_for
+from sbc import Pkiss, basic_config, free_port
+from sipp import Sipp, sipp_available
+from thirdparty import Baresip, Kamailio, Linphonec, tone_seconds
+
+pytestmark = [pytest.mark.e2e]
+
+needs_sipp = pytest.mark.skipif(
+    not sipp_available(), reason="sipp is not on PATH (package sip-tester)"
+)
+
+CARRIER = "127.0.6.2"  # the carrier's phone or SIPp
+PBX = "127.0.6.3"  # the PBX's phone or SIPp
+EDGE = "127.0.6.10"  # the carrier's edge proxy
+REGISTERED_PBX = "127.0.6.4"
+
+CALLER_TONE, CALLEE_TONE = 440, 1000
+HOLD = 3.0  # seconds of audio each way before hanging up
+
+NO_RECORD_ROUTE = (
+    "pkiss does not copy the INVITE's Record-Route into its 18x/2xx, so the carrier's "
+    "in-dialog requests carry no Route and its edge proxy refuses them"
+)
+RELAY_SOURCE = (
+    "the built-in relay ignores RTP from a source the SDP does not name (baresip sends "
+    "from 127.0.0.1, its SDP names its SIP address)"
+)
+DIGEST_ALGORITHMS = (
+    "the registrar challenges with both MD5 and SHA-256, and baresip 1.0.0 gives up on a "
+    "challenge offering an algorithm it lacks"
+)
+
+
+def sbc_config(sbc_port: int, carrier: tuple[str, int], pbx: tuple[str, int]) -> dict[str, Any]:
+    config = basic_config(
+        sbc_port, carrier=carrier[0], carrier_port=carrier[1], pbx=pbx[0], pbx_port=pbx[1]
+    )
+    config["peers"]["pbx"]["dids"] = [CALLED]
+    return config
+
+
+def assert_no_call_left(sbc: Pkiss, timeout: float = 5.0) -> None:
+    """The node holds no call (the admin API's count), within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (left := int(sbc.cli_json("status")["calls_in_progress"])) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    assert left == 0, sbc.log()[-3000:]
+
+
+# ------------------------------------------------------------------------ the tone detector
+
+
+def _write_wav(path: Path, parts: list[tuple[float, float]], rate: int = 8000) -> Path:
+    """A 16-bit mono WAV of (frequency, seconds) parts; frequency 0 is silence."""
+    samples: list[int] = []
+    for frequency, seconds in parts:
+        samples += [int(8000 * math.sin(2 * math.pi * frequency * i / rate))
+                    for i in range(int(seconds * rate))]  # fmt: skip
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(struct.pack(f"<{len(samples)}h", *samples))
+    return path
+
+
+def test_tone_seconds_finds_each_tone_where_it_sounds(tmp_path: Path) -> None:
+    wav = _write_wav(tmp_path / "t.wav", [(440, 1.0), (0, 0.5), (1000, 2.0), (437, 0.5)])
+    assert tone_seconds(wav, 440) == pytest.approx(1.5, abs=0.11)  # 437 Hz is within the bin
+    assert tone_seconds(wav, 1000) == pytest.approx(2.0, abs=0.11)
+    assert tone_seconds(wav, 700) == 0
+    assert tone_seconds(_write_wav(tmp_path / "s.wav", [(0, 1.0)]), 440) == 0
+
+
+# -------------------------------------------------------------- baresip -> pkiss -> baresip
+
+
+def _phones(tmp_path: Path, *, uuid: bool = True) -> tuple[Baresip, Baresip]:
+    caller = Baresip(tmp_path / "caller", CARRIER, user=CALLER, tone=CALLER_TONE, uuid=uuid)
+    callee = Baresip(tmp_path / "callee", PBX, user=CALLED, tone=CALLEE_TONE, answer="auto")
+    return caller, callee
+
+
+def _call_with_audio(
+    caller: Baresip, callee: Baresip, sbc: Pkiss, sbc_port: int, hangs_up: Baresip
+) -> None:
+    """One call from ``caller`` through the node, answered by ``callee``, ``HOLD`` seconds
+    of tones both ways, ended by ``hangs_up``: both phones see it established and closed,
+    each recorded the other's tone and not its own, and the node holds no call after."""
+    caller.dial(f"sip:{CALLED}@127.0.0.1:{sbc_port}")
+    caller.wait_event("CALL_ESTABLISHED", timeout=10)
+    callee.wait_event("CALL_ESTABLISHED", timeout=10)
+    time.sleep(HOLD)
+    media = sbc.cli_json("status")["media"]
+    if media["relay"]:  # every packet the phones sent went through, none was ignored
+        assert media["packets"] > 0 and media["ignored"] == 0, media
+    hangs_up.hangup()
+    for phone in (caller, callee):
+        closed = phone.wait_event("CALL_CLOSED", timeout=10)
+        assert "error" not in str(closed.get("param", "")).lower(), closed
+    other = callee if hangs_up is caller else caller
+    # the BYE was answered with a 200 (baresip's SIP trace shows what it received)
+    assert re.search(r"SIP/2\.0 200 OK\r?\n(?:[^\r\n]+\r?\n)*CSeq: \d+ BYE", hangs_up.log()), (
+        hangs_up.log()[-3000:]
+    )
+    assert re.search(r"\nBYE sip:", other.log()), other.log()[-3000:]
+    heard_by_callee = callee.received_audio()
+    heard_by_caller = caller.received_audio()
+    assert tone_seconds(heard_by_callee, CALLER_TONE) >= HOLD / 2, heard_by_callee
+    assert tone_seconds(heard_by_caller, CALLEE_TONE) >= HOLD / 2, heard_by_caller
+    assert tone_seconds(heard_by_callee, CALLEE_TONE) == 0
+    assert tone_seconds(heard_by_caller, CALLER_TONE) == 0
+    assert_no_call_left(sbc)
+
+
+@pytest.mark.parametrize("hangs_up", ["caller", "callee"])
+def test_baresip_calls_baresip_with_audio_both_ways(
+    tmp_path: Path, sbc_factory: Callable[..., Pkiss], hangs_up: str
+) -> None:
+    caller, callee = _phones(tmp_path)
+    with caller.start(), callee.start():
+        sbc_port = free_port()
+        sbc = sbc_factory(sbc_config(sbc_port, (CARRIER, caller.port), (PBX, callee.port)))
+        _call_with_audio(caller, callee, sbc, sbc_port, caller if hangs_up == "caller" else callee)
+
+
+def test_baresip_with_an_empty_supported_header_gets_through(
+    tmp_path: Path, sbc_factory: Callable[..., Pkiss]
+) -> None:
+    caller, callee = _phones(tmp_path, uuid=False)
+    with caller.start(), callee.start():
+        sbc_port = free_port()
+        sbc = sbc_factory(sbc_config(sbc_port, (CARRIER, caller.port), (PBX, callee.port)))
+        caller.dial(f"sip:{CALLED}@127.0.0.1:{sbc_port}")
+        caller.wait_event("CALL_ESTABLISHED", timeout=10)
+        assert re.search(r"\nSupported:[ \t]*\r?\n", caller.log()), "no empty Supported sent"
+        callee.wait_event("CALL_ESTABLISHED", timeout=10)
+        caller.hangup()
+        callee.wait_event("CALL_CLOSED", timeout=10)
+        assert_no_call_left(sbc)
+
+
+@pytest.mark.xfail(strict=True, reason=RELAY_SOURCE)
+def test_baresip_calls_baresip_through_the_builtin_relay(
+    tmp_path: Path, sbc_factory: Callable[..., Pkiss]
+) -> None:
+    caller, callee = _phones(tmp_path)
+    with caller.start(), callee.start():
+        sbc_port = free_port()
+        config = sbc_config(sbc_port, (CARRIER, caller.port), (PBX, callee.port))
+        config["media"] = {"mode": "relay", "ports": "43000-43999"}
+        sbc = sbc_factory(config)
+        _call_with_audio(caller, callee, sbc, sbc_port, caller)
+
+
+# ------------------------------------------------- SIPp -> Kamailio edge -> pkiss -> SIPp
+
+
+class Edge:
+    """The carrier (a SIPp) behind its Kamailio edge proxy, the node, and the PBX (a SIPp)."""
+
+    def __init__(
+        self, tmp_path: Path, make_sipp: Callable[..., Sipp], make_sbc: Callable[..., Pkiss]
+    ) -> None:
+        self.make_sipp = make_sipp
+        self.sbc_port = free_port()
+        self.carrier_port = free_port(CARRIER)
+        self.pbx_port = free_port(PBX)
+        self.proxy = Kamailio(
+            tmp_path / "edge", EDGE,
+            routes={CARRIER: f"127.0.0.1:{self.sbc_port}",
+                    "127.0.0.1": f"{CARRIER}:{self.carrier_port}"},
+        ).start()  # fmt: skip
+        config = sbc_config(self.sbc_port, self.proxy.address, (PBX, self.pbx_port))
+        self.sbc = make_sbc(config)
+
+    def pbx(self, scenario: str) -> Sipp:
+        return self.make_sipp(scenario, local_ip=PBX, local_port=self.pbx_port, calls=1,
+                              timeout=15).start()  # fmt: skip
+
+    def carrier(self, scenario: str) -> Sipp:
+        return self.make_sipp(
+            scenario, local_ip=CARRIER, local_port=self.carrier_port, remote=self.proxy.address,
+            service=CALLED, caller=CALLER, calls=1, timeout=15,
+        ).start()  # fmt: skip
+
+    def stop(self) -> None:
+        self.proxy.stop()
+
+    def both(self, carrier: Sipp, pbx: Sipp) -> None:
+        """Both SIPps' calls succeed; the answer reached the carrier with the proxy's
+        Record-Route (the route set its in-dialog requests then follow), and the proxy
+        refused no in-dialog request for want of a Route."""
+        try:
+            carrier.check(timeout=25)
+            pbx.check(timeout=10)
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}\n--- edge proxy:\n{self.proxy.log()[-4000:]}") from None
+        answer = received_answer(carrier)
+        assert re.search(rf"^Record-Route:.*{re.escape(EDGE)}", answer, re.M | re.I), (
+            f"the answer the carrier got has no Record-Route of its edge:\n{answer}"
+        )
+        refused = [line for line in self.proxy.log().splitlines() if "without Route" in line]
+        assert not refused, refused
+
+
+def received_answer(peer: Sipp) -> str:
+    """The head of the first 200 to an INVITE the SIPp received."""
+    for chunk in re.split(r"-{20,}[^\n]*\n", peer.messages()):
+        text = chunk.split(":\n", 1)[-1].lstrip()
+        if "message received" in chunk and text.startswith("SIP/2.0 200 "):
+            head = text.split("\n\n", 1)[0]
+            if re.search(r"^CSeq:\s*\d+\s+INVITE\s*$", head, re.M | re.I):
+                return head
+    raise AssertionError(f"no 200 to an INVITE received:\n{peer.messages()[-3000:]}")
+
+
+@pytest.fixture
+def edge(
+    tmp_path: Path, sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> Any:
+    if not sipp_available():
+        pytest.skip("sipp is not on PATH (package sip-tester)")
+    net = Edge(tmp_path, sipp_factory, sbc_factory)
+    yield net
+    net.stop()
+
+
+@needs_sipp
+def test_initial_invite_through_the_edge_reaches_the_pbx_record_routed(edge: Edge) -> None:
+    """What works today: the INVITE crosses the proxy (record-routed) and the node; the PBX
+    answers; the node sees the proxy's Record-Route."""
+    pbx = edge.pbx("uas_basic")
+    carrier = edge.carrier("uac_basic")
+    assert wait_for(lambda: "SIP/2.0 200 OK" in carrier.messages(), 10), edge.proxy.log()[-3000:]
+    carrier.stop()
+    pbx.stop()
+    invites = received(pbx, "INVITE")
+    assert len(invites) == 1
+    head = invites[0].split("\n\n", 1)[0]  # (the SDP names the carrier: media bypass)
+    assert EDGE not in head and CARRIER not in head  # the carrier's topology stays hidden
+    assert f"initial INVITE record-routed to sip:{CALLED}@127.0.0.1:{edge.sbc_port}" in (
+        edge.proxy.log()
+    )
+
+
+@needs_sipp
+@pytest.mark.xfail(strict=True, reason=NO_RECORD_ROUTE)
+def test_carrier_hangs_up_through_the_edge(edge: Edge) -> None:
+    pbx = edge.pbx("uas_basic")
+    carrier = edge.carrier("uac_basic")
+    edge.both(carrier, pbx)
+    assert edge.proxy.requests("BYE")
+
+
+@needs_sipp
+@pytest.mark.xfail(strict=True, reason=NO_RECORD_ROUTE)
+def test_pbx_hangs_up_through_the_edge(edge: Edge) -> None:
+    pbx = edge.pbx("uas_bye")
+    carrier = edge.carrier("uac_recv_bye")
+    edge.both(carrier, pbx)
+    assert len(received(carrier, "BYE")) == 1
+
+
+@needs_sipp
+@pytest.mark.xfail(strict=True, reason=NO_RECORD_ROUTE)
+def test_reinvite_from_the_carrier_through_the_edge(edge: Edge) -> None:
+    pbx = edge.pbx("uas_reinvite_recv")
+    carrier = edge.carrier("uac_reinvite")
+    edge.both(carrier, pbx)
+    assert len(received(pbx, "INVITE")) == 2
+
+
+# ------------------------------------------------------- linphonec, a PBX that registers
+
+
+def _registered_config(sbc_port: int, carrier_port: int, username: str) -> dict[str, Any]:
+    return {
+        "sbc": {"listen": [f"udp:127.0.0.1:{sbc_port}"]},
+        "media": {"mode": "bypass"},
+        "peers": {
+            "operator": {"role": "carrier", "hosts": [f"{CARRIER}:{carrier_port}"],
+                         "match": {"source": [CARRIER]}, "health": False},
+            "pbx": {"role": "pbx", "hosts": "registered", "match": {"username": username},
+                    "password": "s3cret-pbx", "dids": [CALLED]},
+        },
+        "routes": [{"prefix": "", "via": ["operator"]}],
+        "logging": {"level": "info"},
+    }  # fmt: skip
+
+
+@needs_sipp
+def test_linphonec_registers_and_answers_a_call_from_the_carrier(
+    tmp_path: Path, sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    sbc_port, carrier_port = free_port(), free_port(CARRIER)
+    sbc = sbc_factory(_registered_config(sbc_port, carrier_port, "linphone1"))
+    with Linphonec(tmp_path / "linphonec", REGISTERED_PBX, proxy=f"127.0.0.1:{sbc_port}",
+                   user="linphone1", password="s3cret-pbx").start() as pbx:  # fmt: skip
+        pbx.wait_registered(timeout=10)
+        assert "peer pbx registered from" in sbc.log()
+        carrier = sipp_factory(
+            "uac_basic", local_ip=CARRIER, local_port=carrier_port,
+            remote=("127.0.0.1", sbc_port), service=CALLED, caller=CALLER, calls=1,
+            pause_ms=1000, timeout=20,
+        ).start()  # fmt: skip
+        carrier.check(timeout=25)
+        assert f"sip:{CALLED}@{REGISTERED_PBX}:{pbx.port}" in pbx.log()  # the INVITE it got
+        pbx.wait_log(r"LinphoneCallEnd|LinphoneCallReleased", timeout=10)
+    assert_no_call_left(sbc)
+
+
+@needs_sipp
+@pytest.mark.xfail(strict=True, reason=DIGEST_ALGORITHMS)
+def test_baresip_registers_and_answers_a_call_from_the_carrier(
+    tmp_path: Path, sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    sbc_port, carrier_port = free_port(), free_port(CARRIER)
+    sbc = sbc_factory(_registered_config(sbc_port, carrier_port, "baresip1"))
+    phone = Baresip(tmp_path / "baresip", REGISTERED_PBX, user="baresip1",
+                    registrar=f"127.0.0.1:{sbc_port}", auth=("baresip1", "s3cret-pbx"))  # fmt: skip
+    with phone.start():
+        phone.wait_registered(timeout=10)
+        assert "peer pbx registered from" in sbc.log()
+        carrier = sipp_factory(
+            "uac_basic", local_ip=CARRIER, local_port=carrier_port,
+            remote=("127.0.0.1", sbc_port), service=CALLED, caller=CALLER, calls=1,
+            pause_ms=1000, timeout=20,
+        ).start()  # fmt: skip
+        carrier.check(timeout=25)
+        phone.wait_event("CALL_CLOSED", timeout=10)
+    assert_no_call_left(sbc)
+
+
+@needs_sipp
+def test_baresip_registers_where_the_challenge_offers_md5_alone(
+    tmp_path: Path, sipp_factory: Callable[..., Sipp]
+) -> None:
+    """The control of the test above, without pkiss: the same phone registers to a
+    registrar (SIPp) whose 401 offers MD5 alone."""
+    registrar = sipp_factory("uas_registrar", local_ip=EDGE, calls=None, timeout=20).start()
+    phone = Baresip(
+        tmp_path / "baresip", REGISTERED_PBX, user="0123456789",
+        registrar=f"{EDGE}:{registrar.local_port}", auth=("0123456789", "secret"),
+    )  # fmt: skip
+    with phone.start():
+        phone.wait_registered(timeout=10)
+    registrar.stop()
+    assert len(received(registrar, "REGISTER")) >= 2  # the first, then with credentials

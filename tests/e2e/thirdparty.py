@@ -580,7 +580,7 @@ class Linphonec(_Process):
             "guess_hostname=0",
             "default_proxy=0",
             "[rtp]",
-            "audio_rtp_port=33000-33099",
+            "audio_rtp_port=35000-35099",  # baresip's are 31000-34999
             "[proxy_0]",
             f"reg_proxy=<sip:{self.proxy};transport=udp>",
             f"reg_identity=<sip:{self.user}@{self.domain}>",

@@ -2,8 +2,35 @@
 rewrite, every line it does not touch kept as it came.
 
 Only the lines that carry addresses are interpreted: ``o=`` (origin), ``c=`` (connection, at
-session or media level), ``m=`` (media: port), ``a=rtcp:`` (RFC 3605) and the ICE attributes
-(RFC 8839), which a relay must remove because they describe paths around it.
+session or media level), ``m=`` (media: port) and ``a=rtcp:`` (RFC 3605).
+
+What the other side of a relayed call sees reveals nothing of the first side (its addresses,
+users or software); what media needs passes untouched. Dropped (``_TYPES``, ``_DROPPED``):
+
+- the ICE attributes (RFC 8839: ``candidate``, ``remote-candidates``, ``ice-*``...): they
+  describe paths around the relay, with the host's own addresses;
+- ``i=``, ``u=``, ``e=``, ``p=`` (session or media title, URI, e-mail, phone: RFC 8866
+  §5.4-5.6 describe them as the originator's) and ``k=`` (obsolete, RFC 8866 §5.12);
+  lines of a type RFC 8866 does not define, which its parsers must ignore anyway (§5);
+- ``a=tool`` (names the software and its version, RFC 8866 §6.3);
+- ``a=ssrc``, ``a=ssrc-group`` (RFC 5576), ``a=msid``, ``a=msid-semantic`` (RFC 8830): the
+  CNAME there is the sender's RTCP name, which phones fill with their SIP URI and address
+  (baresip: ``cname:sip:+33987650001@127.0.6.1``), and stream ids are stable identifiers of
+  the endpoint. They are dropped rather than given an opaque value: all are optional hints
+  (RFC 5576 §1: a receiver learns SSRCs and CNAMEs from the media itself; RFC 8830 §2: without
+  ``msid`` a receiver uses one default stream), and a made-up CNAME would contradict the one
+  in the sender's RTCP. A relay that does not terminate RTCP cannot do better than the
+  sender's own SDES; SRTCP hides it on the wire. (rtpengine 10.5 passes all four through;
+  Kamailio's topos does not touch bodies; B2BUAs that write their own SDP, such as
+  Asterisk or FreeSWITCH, do not copy the other side's.)
+- ``a=identity`` (RFC 8827/8841: an identity assertion naming the user), ``a=altc`` (RFC
+  6947: alternative addresses), ``a=path`` (MSRP, RFC 4975: a URI with the host's address).
+
+Kept because media needs them end to end: ``a=rtpmap``, ``a=fmtp``, ``a=rtcp-fb``, directions,
+``a=crypto`` and ``a=fingerprint`` with ``a=setup`` (SDES and DTLS-SRTP keys must reach the
+other endpoint: the relay does not terminate SRTP), ``a=mid`` and ``a=group`` (BUNDLE),
+``a=extmap``, ``a=rtcp-mux``, ``a=ptime``; and ``a=label`` (RFC 4574): a token other lines
+refer a stream by, as ``a=mid``, not a name of the sender.
 """
 
 from __future__ import annotations
@@ -14,6 +41,17 @@ __all__ = ["Media", "SdpError", "Session", "parse_sdp"]
 
 _ICE = ("candidate", "remote-candidates", "end-of-candidates", "ice-ufrag", "ice-pwd",
         "ice-options", "ice-lite", "ice-mismatch", "ice-pacing")  # fmt: skip
+_DROPPED = frozenset((*_ICE, "tool", "ssrc", "ssrc-group", "msid", "msid-semantic", "identity",
+                      "altc", "path"))  # fmt: skip
+"""Attributes (names compared in lower case) that never cross to the other side."""
+_TYPES = frozenset("vosctbrzam")
+"""Line types that cross: RFC 8866's, less i= u= e= p= k=."""
+
+
+def _kept(key: str, value: str) -> bool:
+    if key not in _TYPES:
+        return False
+    return key != "a" or value.split(":", 1)[0].strip().lower() not in _DROPPED
 
 
 class SdpError(ValueError):
@@ -60,10 +98,13 @@ class Session:
     def rewrite(self, address: str, ports: list[int | None]) -> Session:
         """A copy that receives media at ``address``: ``ports[i]`` for the i-th ``m=`` (None
         or 0 keeps a disabled stream at port 0); o= and c= carry ``address`` (o= with user
-        ``-``), s= is ``-``, RTCP goes to port + 1, ICE attributes are dropped."""
+        ``-``), s= is ``-``, RTCP goes to port + 1 (a disabled stream's ``a=rtcp`` is
+        dropped), and what would reveal the other side is dropped (see the module)."""
         family = "IP6" if ":" in address else "IP4"
         lines: list[tuple[str, str]] = []
         for key, value in self.lines:
+            if not _kept(key, value):
+                continue
             if key == "o":
                 parts = value.split()
                 if len(parts) != 6:
@@ -73,37 +114,41 @@ class Session:
                 value = "-"  # a session name may tell the other side's software
             elif key == "c":
                 value = f"IN {family} {address}"
-            elif key == "a" and value.split(":", 1)[0] in _ICE:
-                continue
             lines.append((key, value))
         media: list[Media] = []
         for m, port in zip(self.media, ports, strict=True):
             port = port or 0
             mlines: list[tuple[str, str]] = []
             for key, value in m.lines:
+                if not _kept(key, value):
+                    continue
                 if key == "c":
                     value = f"IN {family} {address}"
-                elif key == "a":
-                    name = value.split(":", 1)[0]
-                    if name in _ICE:
+                elif key == "a" and value.split(":", 1)[0].strip().lower() == "rtcp":
+                    if not port:
                         continue
-                    if name == "rtcp" and port:
-                        value = f"rtcp:{port + 1} IN {family} {address}"
+                    value = f"rtcp:{port + 1} IN {family} {address}"
                 mlines.append((key, value))
             media.append(Media(m.kind, port, m.count if port else "", m.proto, m.formats, mlines))
         return Session(lines, media)
 
     def scrubbed(self) -> Session:
-        """A copy with ``s=-`` and the origin's user name ``-``: both may tell the other
-        side's software or users."""
+        """A copy with ``s=-``, the origin's user name ``-`` and nothing that would reveal the
+        other side (see the module), addresses untouched: for an SDP another relay (rtpengine)
+        has already pointed at itself."""
         lines: list[tuple[str, str]] = []
         for key, value in self.lines:
+            if not _kept(key, value):
+                continue
             if key == "s":
                 value = "-"
             elif key == "o" and " " in value:
                 value = "- " + value.split(" ", 1)[1]
             lines.append((key, value))
-        return Session(lines, self.media)
+        media = [Media(m.kind, m.port, m.count, m.proto, m.formats,
+                       [(k, v) for k, v in m.lines if _kept(k, v)])
+                 for m in self.media]  # fmt: skip
+        return Session(lines, media)
 
     def __bytes__(self) -> bytes:
         out = [f"{k}={v}" for k, v in self.lines]

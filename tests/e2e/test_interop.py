@@ -244,8 +244,6 @@ def received_answer(peer: Sipp) -> str:
 def edge(
     tmp_path: Path, sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
 ) -> Iterator[Edge]:
-    if not sipp_available():
-        pytest.skip("sipp is not on PATH (package sip-tester)")
     net = Edge(tmp_path, sipp_factory, sbc_factory)
     yield net
     net.stop()
@@ -253,8 +251,8 @@ def edge(
 
 @needs_sipp
 def test_initial_invite_through_the_edge_reaches_the_pbx_record_routed(edge: Edge) -> None:
-    """What works today: the INVITE crosses the proxy (record-routed) and the node; the PBX
-    answers; the node sees the proxy's Record-Route."""
+    """What works today: the INVITE crosses the proxy, which record-routes it, and the node;
+    the PBX answers and the answer comes back to the carrier."""
     pbx = edge.pbx("uas_basic")
     carrier = edge.carrier("uac_basic")
     assert wait_for(lambda: "SIP/2.0 200 OK" in carrier.messages(), 10), edge.proxy.log()[-3000:]

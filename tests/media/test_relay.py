@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from pkiss.media import BuiltinRelay, MediaError
+from pkiss.media.relay import LEARN_WINDOW, Learn
 from pkiss.sdp import parse_sdp
 
 A_HOST, B_HOST = "127.0.0.2", "127.0.0.3"
@@ -125,3 +126,105 @@ def test_a_refused_stream_keeps_port_zero() -> None:
     assert [m.port for m in out.media][1] == 0
     relay.release("c")
     relay.close()
+
+
+# --- media.learn: sources that were not signalled ------------------------------------------
+
+A_REAL = "127.0.0.12"  # where A's media really comes from (a phone bound on the wildcard)
+
+
+async def _unsignalled(learn: Learn, times: list[float]) -> dict[str, object]:
+    """A signals 127.0.0.2 and sends from 127.0.0.12; B is where it says. The offer is
+    rewritten at time 0, the answer at time 10 (a call ringing for 10 s); A's first packet
+    arrives at ``times[0]``, a stranger's at ``times[1]``, A's second at ``times[2]``."""
+    loop = asyncio.get_running_loop()
+    clock = [0.0]
+    relay = BuiltinRelay("127.0.0.1", (42000, 42099), loop.add_reader, loop.remove_reader,
+                         lambda: clock[0], learn=learn)  # fmt: skip
+    a, b, stranger = endpoint(A_REAL), endpoint(B_HOST), endpoint("127.0.0.9")
+    to_b = relay.rewrite("c", "a", offer(A_HOST, a.getsockname()[1]), "127.0.0.1", A_HOST, 0.0)
+    to_a = relay.rewrite("c", "b", offer(B_HOST, b.getsockname()[1]), "127.0.0.1", B_HOST, 10.0)
+    port_for_a, port_for_b = relay_port(to_a), relay_port(to_b)
+    b.settimeout(0.2)
+    a.settimeout(0.2)
+    heard: list[bytes] = []
+    for when, sender, data in zip(times, (a, stranger, a), (b"a1", b"stranger", b"a2"),
+                                  strict=True):  # fmt: skip
+        clock[0] = when
+        sender.sendto(data, ("127.0.0.1", port_for_a))
+        await asyncio.sleep(0.05)
+        try:
+            heard.append(b.recvfrom(100)[0])
+        except TimeoutError:
+            pass
+    b.sendto(b"to a", ("127.0.0.1", port_for_b))  # symmetric RTP: back where A sends from
+    await asyncio.sleep(0.05)
+    try:
+        back = a.recvfrom(100)[0]
+    except TimeoutError:
+        back = b""
+    stats = dict(relay.stats)
+    relay.release("c")
+    relay.close()
+    for s in (a, b, stranger):
+        s.close()
+    return {"heard": heard, "back": back, "stats": stats}
+
+
+def test_signalled_ignores_a_source_the_sdp_does_not_name() -> None:
+    got = asyncio.run(_unsignalled("signalled", [10.1, 10.2, 10.3]))
+    assert got["heard"] == [] and got["back"] == b""  # B's media went where A's SDP says
+    assert got["stats"] == {"packets": 1, "bytes": 4, "ignored": 3, "learned": 0}
+
+
+def test_first_packet_latches_onto_the_first_source_within_the_window() -> None:
+    got = asyncio.run(_unsignalled("first-packet", [10.1, 10.2, 20.0]))
+    # A's first packet came within 3 s of the answer: learned; the stranger is not, even
+    # within the window; A is still heard after it, and B's media goes back to A
+    assert got["heard"] == [b"a1", b"a2"] and got["back"] == b"to a"
+    assert got["stats"] == {"packets": 3, "bytes": 8, "ignored": 1, "learned": 1}
+
+
+def test_first_packet_learns_nothing_after_the_window() -> None:
+    got = asyncio.run(_unsignalled("first-packet", [10.0 + LEARN_WINDOW, 13.5, 14.0]))
+    assert got["heard"] == [] and got["back"] == b""
+    assert got["stats"]["learned"] == 0 and got["stats"]["ignored"] == 3  # type: ignore[index]
+
+
+def test_first_packet_a_signalled_first_packet_leaves_nothing_to_learn() -> None:
+    """The stranger comes second, within the window, after A's packet from its signalled
+    host: it is not taken for A."""
+
+    async def run() -> tuple[list[bytes], dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        relay = BuiltinRelay("127.0.0.1", (42100, 42199), loop.add_reader, loop.remove_reader,
+                             lambda: 0.5, learn="first-packet")  # fmt: skip
+        a, b, stranger = endpoint(A_HOST), endpoint(B_HOST), endpoint("127.0.0.9")
+        relay.rewrite("c", "a", offer(A_HOST, a.getsockname()[1]), "127.0.0.1", A_HOST, 0.0)
+        to_a = relay.rewrite("c", "b", offer(B_HOST, b.getsockname()[1]), "127.0.0.1", B_HOST,
+                             0.0)  # fmt: skip
+        port_for_a = relay_port(to_a)
+        heard = []
+        b.settimeout(0.2)
+        for sender, data in ((a, b"a1"), (stranger, b"stranger")):
+            sender.sendto(data, ("127.0.0.1", port_for_a))
+            await asyncio.sleep(0.05)
+            try:
+                heard.append(b.recvfrom(100)[0])
+            except TimeoutError:
+                pass
+        stats = dict(relay.stats)
+        relay.release("c")
+        relay.close()
+        for s in (a, b, stranger):
+            s.close()
+        return heard, stats
+
+    heard, stats = asyncio.run(run())
+    assert heard == [b"a1"] and stats["ignored"] == 1 and stats["learned"] == 0
+
+
+def test_learn_is_checked() -> None:
+    assert LEARN_WINDOW == 3.0
+    with pytest.raises(ValueError, match="learn must be signalled or first-packet"):
+        BuiltinRelay("127.0.0.1", (42200, 42299), learn="always")  # type: ignore[arg-type]

@@ -3,8 +3,18 @@ each side; what one side sends to its pair goes out of the other pair to the oth
 
 Where to send is what each side's SDP says, corrected by the source of the first packet that
 side sends after it (symmetric RTP: a peer behind NAT is reached where its packets come from).
-Only a source on the host the SDP names, or on the host the peer signals from, is learned:
-a stranger sending to a relay port is ignored.
+Which sources are accepted is the ``learn`` setting (``media.learn``):
+
+- ``signalled`` (the default): only a source on the host the SDP names, or on the host the
+  peer signals from; a stranger sending to a relay port is ignored, always.
+- ``first-packet``: as rtpengine does, the relay also latches onto the source of the first
+  packet that reaches a side's ports within ``LEARN_WINDOW`` seconds of an offer or answer
+  for that stream, wherever it comes from (a phone that binds RTP on the wildcard address
+  sends from another address than its SDP names: baresip on loopback sends from 127.0.0.1).
+  Once a side has its first packet, that source (by host) and the signalled hosts are the
+  only ones accepted: after the window, a stranger is ignored again. The side whose SDP
+  changes forgets what it learned and learns again. The price (RTP bleed): within the
+  window, before the peer's first packet, anyone who guesses the port is taken for the peer.
 
 Each side's pair is of that side's address family: a call may come in over IPv6 and leave
 over IPv4, its media too (the relay binds one address per family).
@@ -21,15 +31,16 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..sdp import SdpError, parse_sdp
 from .engine import MediaError
 
-__all__ = ["BuiltinRelay"]
+__all__ = ["LEARN_WINDOW", "BuiltinRelay", "Learn"]
 
 log = logging.getLogger("pkiss.media")
 
@@ -37,6 +48,11 @@ _OTHER = {"a": "b", "b": "a"}
 _READ_BURST = 32  # packets read per wake-up, at most
 QUARANTINE = 32
 """Port pairs that rest in the pool before another call gets one of them."""
+LEARN_WINDOW = 3.0
+"""Seconds after an offer or answer during which ``first-packet`` learns a source that was not
+signalled (rtpengine's delayed learning waits as long)."""
+
+Learn = Literal["signalled", "first-packet"]
 
 _Pair = tuple[socket.socket, socket.socket, int]
 
@@ -52,6 +68,8 @@ class _Side:
     dest: list[Any] = field(default_factory=lambda: [None, None])  # RTP, RTCP (host, port)
     hosts: tuple[str, ...] = ()  # sources this side's media may come from
     latched: bool = False
+    learned: str | None = None  # first-packet: the host of this side's first packet
+    learn_until: float = 0.0  # first-packet: a new source is learned before this time
 
 
 @dataclass(slots=True)
@@ -74,7 +92,14 @@ class BuiltinRelay:
         remove_reader: Callable[[int], Any] | None = None,
         clock: Callable[[], float] | None = None,
         host6: str | None = None,
+        *,
+        learn: Learn = "signalled",
     ) -> None:
+        """``clock`` (default: ``time.monotonic``) must count in the time of the ``now``
+        given to ``rewrite``; ``learn``: which sources are accepted (see the module)."""
+        if learn not in ("signalled", "first-packet"):
+            raise ValueError(f"learn must be signalled or first-packet, not {learn!r}")
+        self.learn = learn
         self.hosts = {_family(host): host}
         if host6 is not None:
             self.hosts[6] = host6
@@ -86,7 +111,7 @@ class BuiltinRelay:
         self._remove_reader = remove_reader
         self._clock = clock
         self.calls: dict[str, _Call] = {}
-        self.stats = {"packets": 0, "bytes": 0, "ignored": 0}
+        self.stats = {"packets": 0, "bytes": 0, "ignored": 0, "learned": 0}
         # socket fd -> (call, its stream, the side it faces, 0 RTP / 1 RTCP)
         self._routes: dict[int, tuple[str, dict[str, _Side], str, int]] = {}
         # pairs of ended calls per family, sockets open and watched, oldest first
@@ -121,6 +146,10 @@ class BuiltinRelay:
             mine.dest = [(host, media.port), (host, media.port + 1)]
             mine.hosts = tuple(dict.fromkeys((host, peer_host)))
             mine.latched = False
+            if self.learn == "first-packet":
+                # both ends may start sending now: the offerer once it has the answer
+                mine.learned = None
+                mine.learn_until = theirs.learn_until = now + LEARN_WINDOW
             ports.append(theirs.port)
         return bytes(session.rewrite(address, ports))
 
@@ -227,12 +256,16 @@ class BuiltinRelay:
             if route is None:
                 stats["ignored"] += 1
                 continue
-            _, stream, name, which = route
+            key, stream, name, which = route
             side = stream[name]
             peer = stream.get(_OTHER[name])
-            if source[0] not in side.hosts or peer is None:
+            host = source[0]
+            if peer is None or not (host in side.hosts or host == side.learned
+                                    or self._learns(key, name, side, host)):  # fmt: skip
                 stats["ignored"] += 1
                 continue
+            if side.learned is None and side.learn_until:
+                side.learned = host  # a signalled host's first packet: nothing else is learned
             if which == 0:
                 if not side.latched:
                     side.dest[0] = source[:2]
@@ -253,3 +286,16 @@ class BuiltinRelay:
             state = self.calls.get(route[0])
             if state is not None:
                 state.last_packet = self._clock()
+
+    def _learns(self, call: str, name: str, side: _Side, host: str) -> bool:
+        """first-packet: whether ``host``, not signalled, is taken as this side's source (its
+        first packet, within the window)."""
+        if side.learned is not None or not side.learn_until:
+            return False
+        if (self._clock or time.monotonic)() >= side.learn_until:
+            return False
+        side.learned = host
+        self.stats["learned"] += 1
+        log.debug("call %s: side %s's media learned from %s (signalled: %s)", call, name, host,
+                  ", ".join(side.hosts))  # fmt: skip
+        return True

@@ -1,9 +1,9 @@
 """CPU cost of one call through the SBC's sans-I/O core, without sockets or SIPp.
 
 A fake operator and a fake PBX exchange wire bytes with the core: each message is parsed
-(``parse_datagram``) and fed to ``B2BUA.receive``; everything the core sends is serialised
-(``bytes(message)``) as the engine does. What is measured is what one pkiss process spends per
-call outside the kernel and the event loop.
+(``parse_datagram``) and fed to ``TransactionUser.receive`` (``pkiss.core``); everything the
+core sends is serialised (``bytes(message)``) as the engine does. What is measured is what one
+pkiss process spends per call outside the kernel and the event loop.
 
     .venv/bin/python bench/micro_b2bua.py [--calls 20000] [--profile]
 """
@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from pkiss.b2bua import B2BUA, LocalAddress
 from pkiss.config import parse_config
-from pkiss.engine import PeerIndex
-from pkiss.routing import Router
+from pkiss.core import assemble
+from pkiss.routing.attribution import PeerIndex
 from pkiss.server import tune_gc
 from pkiss.sip.message import Request, Response
 from pkiss.sip.parser import parse_datagram
 from pkiss.sip.transaction import Addr, Send
+from pkiss.transport.listeners import LocalAddress
 
 CONFIG = """
 sbc: {listen: [udp:127.0.0.1:5060]}
@@ -87,11 +87,7 @@ def answer(request: Request, status: int, tag: str, body: bytes = b"") -> bytes:
 def run(calls: int) -> tuple[float, int]:
     config = parse_config(CONFIG)
     peers = PeerIndex(config.peers)
-    core = B2BUA(
-        Router(config.peers, config.routes),
-        dict(config.peers),
-        lambda dest: LocalAddress(dest.transport, "127.0.0.1", 5060),
-    )
+    core = assemble(config, lambda dest: LocalAddress(dest.transport, "127.0.0.1", 5060), 0.0)
     now = 0.0
     sent = 0
 
@@ -122,7 +118,7 @@ def run(calls: int) -> tuple[float, int]:
         feed(answer(b_bye, 200, f"pbx{n}"), PBX)
         core.handle_timer(now)
     elapsed = time.process_time() - start
-    assert not core.calls, f"{len(core.calls)} calls left"
+    assert not core.calls.calls, f"{len(core.calls.calls)} calls left"
     return elapsed, sent
 
 

@@ -13,10 +13,17 @@ import logging
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .config import ConfigError, load_config
-from .engine import Engine
+from .b2bua import Call
+from .config import Config, ConfigError, load_config
+from .node import Node, build
+from .sip.message import Request
+
+if TYPE_CHECKING:
+    from .admin.serve import AdminServer
+    from .cdr import CdrWriter
+    from .state import SharedState
 
 __all__ = ["Server", "run"]
 
@@ -24,17 +31,27 @@ log = logging.getLogger("pkiss")
 
 
 class Server:
-    def __init__(self, config: Any, config_path: Path | None = None, drain: float = 0.0) -> None:
+    """A node's life: builds it from the config (``node.build``), starts its parts in order,
+    reloads it, drains and stops it."""
+
+    def __init__(self, config: Config, config_path: Path | None = None, drain: float = 0.0) -> None:
         self.config = config
         self.config_path = config_path
         self.drain = drain
-        self.engine = Engine(config)
+        self._node: Node | None = None
         self.started_at = 0.0
         self.loaded_at = 0.0
         self._stop = asyncio.Event()
-        self._admin: Any = None
-        self.cdr: Any = None
-        self.state: Any = None
+        self._admin: AdminServer | None = None
+        self._media_watch: asyncio.Task[None] | None = None
+        self.cdr: CdrWriter | None = None
+        self.state: SharedState | None = None
+
+    @property
+    def node(self) -> Node:
+        """The running node (built once the loop runs)."""
+        assert self._node is not None, "the node is built by serve()"
+        return self._node
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -42,10 +59,23 @@ class Server:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         self.started_at = self.loaded_at = loop.time()
-        await self._start_cdr()
-        await self.engine.start()
-        await self._start_state()
-        await self._start_admin()
+        from .cdr import record_of, refused_record
+
+        writer = await self._start_cdr()
+
+        def ended(call: Call) -> None:
+            writer.add(record_of(call, loop.time(), time.time()))
+
+        def refused(request: Request, peer: str, number: str, status: int, reason: str,
+                    now: float) -> None:  # fmt: skip
+            writer.add(refused_record(request, peer, number, status, reason, time.time()))
+
+        self._node = node = build(self.config, loop, on_end=ended, on_refused=refused)
+        await node.engine.start()
+        if node.relay is not None:
+            self._media_watch = loop.create_task(self._watch_media(node))
+        await self._start_state(node)
+        await self._start_admin(node)
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -55,40 +85,34 @@ class Server:
         collector.cancel()
         await self.shutdown()
 
-    async def _start_cdr(self) -> None:
+    async def _start_cdr(self) -> CdrWriter:
         """One record per ended call, to ``storage.cdr``."""
-        from .cdr import CdrStore, CdrWriter, record_of, refused_record
+        from .cdr import CdrStore, CdrWriter
 
         self.cdr = writer = CdrWriter(CdrStore(self.config.storage.cdr))
         await writer.start()
-        loop = asyncio.get_running_loop()
+        return writer
 
-        def ended(call: Any) -> None:
-            writer.add(record_of(call, loop.time(), time.time()))
+    async def _watch_media(self, node: Node) -> None:
+        """End answered calls whose media stopped (``media.timeout``)."""
+        while True:
+            timeout = node.config.media.timeout
+            await asyncio.sleep(min(max(timeout / 4, 0.5), 5.0))
+            node.engine.drive(node.core.hangup_idle(node.engine.now(), timeout))
 
-        def refused(request: Any, peer: str, number: str, status: int, reason: str,
-                    now: float) -> None:  # fmt: skip
-            writer.add(refused_record(request, peer, number, status, reason, time.time()))
-
-        self.engine.b2bua.on_call_end = ended
-        self.engine.b2bua.on_call_refused = refused
-
-    async def _start_state(self) -> None:
+    async def _start_state(self, node: Node) -> None:
         """``state: redis://...``: bans and call counts shared with the other nodes."""
         url = self.config.state
         if url == "memory":
             return
-        from .routing.limits import MemoryLimitStore
         from .state import SharedState
 
-        store = self.engine.b2bua.limits.store
-        assert isinstance(store, MemoryLimitStore)
         loop = asyncio.get_running_loop()
-        self.state = SharedState(url, store, self.engine.security.bans, loop.time,
-                                 health=self.engine.b2bua.monitor)  # fmt: skip
+        self.state = SharedState(url, node.limits, node.security.bans, loop.time,
+                                 health=node.monitor)  # fmt: skip
         await self.state.start()
 
-    async def _start_admin(self) -> None:
+    async def _start_admin(self, node: Node) -> None:
         # imported here: the web stack is only loaded by a node that serves it
         from .admin.api import build_app
         from .admin.serve import AdminServer
@@ -98,7 +122,7 @@ class Server:
         try:
             await self._admin.start()
         except OSError:
-            self.engine.close()
+            node.close()
             raise
 
     def reload(self) -> list[str]:
@@ -117,40 +141,42 @@ class Server:
             log.warning("admin.listen changes when the node restarts; still on %s",
                         self.config.admin.listen)  # fmt: skip
         self.config = config
-        self.engine.reconfigure(config)
+        if self._node is not None:
+            self._node.reconfigure(config)
         self.loaded_at = self.now()
         log.info("config reloaded: %d peers", len(config.peers))
         return []
 
     async def shutdown(self) -> None:
-        engine = self.engine
-        engine.accepting = False
-        log.info("stopping: %d calls in progress", len(engine.b2bua.calls))
+        node = self.node
+        node.admission.draining = True
+        calls = node.calls.calls
+        log.info("stopping: %d calls in progress", len(calls))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.drain
-        while engine.b2bua.calls and loop.time() < deadline:
+        while calls and loop.time() < deadline:
             await asyncio.sleep(0.1)
-        if engine.b2bua.calls:
-            engine.transmit(engine.b2bua.hangup_all(loop.time()))
+        if calls:
+            node.engine.drive(node.core.hangup_all(loop.time()))
             await asyncio.sleep(0.2)  # let the BYEs leave
-        await self._unregister(loop)
+        await self._unregister(node, loop)
+        if self._media_watch is not None:
+            self._media_watch.cancel()
         if self._admin is not None:
             await self._admin.stop()
         if self.cdr is not None:
             await self.cdr.stop()
         if self.state is not None:
             await self.state.stop()
-        engine.close()
+        node.close()
         log.info("stopped")
 
-    async def _unregister(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _unregister(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
         """REGISTER with Expires: 0 to each carrier the node is registered with; waits for
         the answers (a challenge is answered) at most ``UNREGISTER_WAIT`` seconds."""
-        engine = self.engine
-        engine.unregister_all()
-        registrations = engine.b2bua.registrations
+        node.engine.drive(node.core.unregister_all(loop.time()))
         deadline = loop.time() + UNREGISTER_WAIT
-        while registrations is not None and registrations.withdrawing():
+        while node.registrations.withdrawing():
             if loop.time() >= deadline:
                 log.info("stopping without every registrar's answer")
                 break

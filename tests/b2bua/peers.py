@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pkiss.b2bua import B2BUA, LocalAddress
+from typing import Any
+
+from pkiss.b2bua import Calls
 from pkiss.config import parse_config
-from pkiss.engine import PeerIndex
-from pkiss.routing import Router
+from pkiss.core import TransactionUser, assemble
+from pkiss.routing.attribution import PeerIndex
 from pkiss.sip.message import Message, Request, Response
 from pkiss.sip.parser import parse_datagram
 from pkiss.sip.transaction import Addr, Send
+from pkiss.transport.listeners import LocalAddress
 
 OPERATOR = Addr("udp", "127.0.0.2", 5060)
 PBX1 = Addr("udp", "127.0.0.3", 5060)
@@ -27,16 +30,23 @@ peers:
 """
 
 
+def local(dest: Addr) -> LocalAddress:
+    return LocalAddress(dest.transport, "127.0.0.1", 5060)
+
+
 class Bench:
-    def __init__(self, config: str = CONFIG) -> None:
-        cfg = parse_config(config)
+    """The node's sans-I/O core between fake peers; ``options`` go to ``pkiss.core.assemble``
+    (``media``, ``on_end``, ``on_refused``...)."""
+
+    def __init__(self, config: str = CONFIG, **options: Any) -> None:
+        self.config = cfg = parse_config(config)
         self.peers = PeerIndex(cfg.peers)
-        self.core = B2BUA(
-            Router(cfg.peers, cfg.routes),
-            dict(cfg.peers),
-            lambda dest: LocalAddress(dest.transport, "127.0.0.1", 5060),
-        )
+        self.core: TransactionUser = assemble(cfg, local, 0.0, **options)
         self.now = 0.0
+
+    @property
+    def calls(self) -> Calls:
+        return self.core.calls
 
     def feed(self, data: bytes, source: Addr) -> list[Send]:
         # messages go through the wire form, as in the engine

@@ -46,7 +46,7 @@ def test_486_is_the_callees_answer_and_is_not_retried() -> None:
     out = bench.feed(answer(first, 486), PBX1)
     assert _statuses(out) == [486]
     assert not requests(out, PBX2, "INVITE")
-    assert not bench.core.calls
+    assert not bench.calls.calls
 
 
 def test_no_answer_within_setup_timeout_tries_the_next_host_at_that_time() -> None:
@@ -74,7 +74,7 @@ def test_both_hosts_silent_gives_the_caller_408() -> None:
     bench.feed(invite(), OPERATOR)
     out = bench.advance(3.0) + bench.advance(6.0)
     assert _statuses(out) == [408]
-    assert not bench.core.calls
+    assert not bench.calls.calls
 
 
 def test_cancel_before_any_provisional_from_the_callee() -> None:
@@ -111,7 +111,7 @@ def test_bye_from_the_caller_ends_both_legs() -> None:
     assert _statuses(out) == [200]
     (bye,) = requests(out, PBX1, "BYE")
     assert bye.call_id == first.call_id
-    assert not bench.core.calls
+    assert not bench.calls.calls
     bench.feed(answer(bye, 200), PBX1)
     assert bench.advance(100.0) == [] and len(bench.core.layer) == 0
 

@@ -45,7 +45,7 @@ def _bench(pbx_calls: int = 2) -> Bench:
 
 
 def _counts(bench: Bench) -> dict[str, int]:
-    return {name: c.calls for name, c in bench.core.limits.snapshot().items()}
+    return {name: c.calls for name, c in bench.calls.limits.snapshot().items()}
 
 
 def _statuses(sends: list[Send]) -> list[int]:
@@ -86,7 +86,7 @@ def test_over_the_source_peers_calls_limit_gets_503_with_retry_after_and_no_b_le
     assert final.status == 503 and final.header("retry-after") == "5"
     assert not requests(out, PBX1, "INVITE") and not requests(out, PBX2, "INVITE")
     assert _counts(bench) == {"operator": 2, "pbx": 2}
-    assert len(bench.core.calls) == 2 and bench.core.stats["limited"] == 1
+    assert len(bench.calls.calls) == 2 and bench.calls.stats["limited"] == 1
 
 
 def test_over_the_source_peers_cps_gets_503_retry_after_1_then_room_again() -> None:
@@ -146,8 +146,8 @@ def test_failover_between_hosts_of_one_peer_counts_the_call_once() -> None:
 
 # ------------------------------------------------------------------ back to zero after
 def _zero(bench: Bench) -> None:
-    assert not bench.core.calls
-    assert all(c == 0 for c in _counts(bench).values()), bench.core.limits.snapshot()
+    assert not bench.calls.calls
+    assert all(c == 0 for c in _counts(bench).values()), bench.calls.limits.snapshot()
 
 
 def test_released_after_bye_from_the_caller() -> None:
@@ -221,10 +221,10 @@ def test_a_reload_keeps_counting_calls_in_progress() -> None:
     _, tag = _answered(bench, 1)
     _answered(bench, 2)
     cfg = parse_config(LIMITED.replace("PBX_CALLS", "2"))
-    bench.core.reconfigure(Router(cfg.peers, cfg.routes), dict(cfg.peers))
+    bench.calls.reconfigure(Router(cfg.peers, cfg.routes), cfg.peers)
     assert _counts(bench) == {"operator": 2, "pbx": 2}
     cfg = parse_config(LIMITED.replace("PBX_CALLS", "2").replace("calls: 2, cps: 5", "cps: 5"))
-    bench.core.reconfigure(Router(cfg.peers, cfg.routes), dict(cfg.peers))
+    bench.calls.reconfigure(Router(cfg.peers, cfg.routes), cfg.peers)
     final = _final(bench.feed(invite(3), OPERATOR))
     assert final.status == 503, "the new pbx limit (2) sees the two calls up"
     bench.feed(in_dialog("BYE", 1, tag, 2), OPERATOR)

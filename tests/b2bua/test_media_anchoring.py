@@ -44,17 +44,16 @@ def with_body(message: bytes, body: bytes) -> bytes:
 
 @pytest.fixture
 def bench() -> Iterator[Bench]:
-    b = Bench(CONFIG)
     relay = BuiltinRelay("127.0.0.1", (44000, 44999))
-    b.core.media = relay
-    b.core.media_mode = "relay"
+    b = Bench(CONFIG, media=relay)
     yield b
     relay.close()
 
 
 def relay_of(b: Bench) -> BuiltinRelay:
-    assert isinstance(b.core.media, BuiltinRelay)
-    return b.core.media
+    engine = b.calls.anchoring.engine
+    assert isinstance(engine, BuiltinRelay)
+    return engine
 
 
 def assert_relayed(body: bytes, hidden: str) -> int:
@@ -85,7 +84,7 @@ def test_an_offer_that_is_not_sdp_gets_488_and_holds_nothing(bench: Bench) -> No
     assert [r.status for r in responses(sends, OPERATOR) if r.status >= 200] == [488]
     assert not requests(sends, PBX1, "INVITE")
     assert relay_of(bench).calls == {}
-    assert bench.core.calls == set()
+    assert bench.calls.calls == set()
 
 
 def test_cancel_frees_the_relay(bench: Bench) -> None:
@@ -99,9 +98,7 @@ def test_peers_that_all_say_bypass_keep_their_sdp(bench: Bench) -> None:
     bypass = CONFIG.replace("role: carrier,", "role: carrier, media: bypass,").replace(
         "    health: false\n", "    health: false\n    media: bypass\n"
     )
-    b = Bench(bypass)
-    b.core.media = relay_of(bench)
-    b.core.media_mode = "relay"
+    b = Bench(bypass, media=relay_of(bench))
     (b_invite,) = requests(b.feed(with_body(invite(1), A_SDP), OPERATOR), PBX1, "INVITE")
     assert b_invite.body == A_SDP
     assert relay_of(bench).calls == {}
@@ -142,9 +139,8 @@ def test_sip_i_keeps_its_isup_and_gets_its_sdp_anchored(bench: Bench) -> None:
 @settings(max_examples=150, deadline=None)
 @given(body=st.binary(max_size=300), multipart=st.booleans())
 def test_any_body_gets_a_call_or_488_never_an_exception(body: bytes, multipart: bool) -> None:
-    bench = Bench(CONFIG)
     relay = BuiltinRelay("127.0.0.1", (44000, 44999))
-    bench.core.media, bench.core.media_mode = relay, "relay"
+    bench = Bench(CONFIG, media=relay)
     kind = b"multipart/mixed;boundary=b" if multipart else b"application/sdp"
     message = with_body(invite(1), b"v=0\r\n" + body).replace(b"application/sdp", kind, 1)
     try:

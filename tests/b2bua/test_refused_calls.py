@@ -9,15 +9,14 @@ from peers import CONFIG, OPERATOR, Bench, invite, responses
 from pkiss.cdr import refused_record
 
 
-def recorded(bench: Bench) -> list[tuple[Any, ...]]:
+def recording(config: str) -> tuple[Bench, list[tuple[Any, ...]]]:
+    """A bench whose refused calls are recorded, as the CDR writer gets them."""
     seen: list[tuple[Any, ...]] = []
-    bench.core.on_call_refused = lambda *args: seen.append(args)
-    return seen
+    return Bench(config, on_refused=lambda *args: seen.append(args)), seen
 
 
 def test_a_number_nobody_owns_gets_404_and_one_refusal() -> None:
-    bench = Bench(CONFIG)
-    seen = recorded(bench)
+    bench, seen = recording(CONFIG)
     sends = bench.feed(invite(1, called="+34911223344"), OPERATOR)
     assert [r.status for r in responses(sends, OPERATOR) if r.status >= 200] == [404]
     ((request, peer, number, status, reason, _),) = seen
@@ -33,8 +32,7 @@ def test_a_call_over_its_peers_limit_gets_503_and_one_refusal() -> None:
     limited = CONFIG.replace(
         "operator: {role: carrier,", "operator: {role: carrier, limits: {calls: 1},"
     )
-    bench = Bench(limited)
-    seen = recorded(bench)
+    bench, seen = recording(limited)
     bench.feed(invite(1), OPERATOR)
     sends = bench.feed(invite(2), OPERATOR)
     assert [r.status for r in responses(sends, OPERATOR) if r.status >= 200] == [503]

@@ -3,13 +3,13 @@ explicit time: no sockets, no sleeps."""
 
 from __future__ import annotations
 
-from pkiss.b2bua import B2BUA, LocalAddress
 from pkiss.config import parse_config
-from pkiss.engine import PeerIndex
-from pkiss.routing import Router
+from pkiss.core import TransactionUser, assemble
+from pkiss.routing.attribution import PeerIndex
 from pkiss.sip.message import Request, Response
 from pkiss.sip.parser import parse_datagram
 from pkiss.sip.transaction import Addr, Send
+from pkiss.transport.listeners import LocalAddress
 
 CONFIG = """
 sbc: {listen: [udp:127.0.0.1:5060]}
@@ -21,13 +21,9 @@ OPERATOR = Addr("udp", "127.0.0.2", 5060)
 PBX = Addr("udp", "127.0.0.3", 5060)
 
 
-def _core() -> tuple[B2BUA, PeerIndex]:
+def _core() -> tuple[TransactionUser, PeerIndex]:
     config = parse_config(CONFIG)
-    core = B2BUA(
-        Router(config.peers, config.routes),
-        dict(config.peers),
-        lambda dest: LocalAddress(dest.transport, "127.0.0.1", 5060),
-    )
+    core = assemble(config, lambda dest: LocalAddress(dest.transport, "127.0.0.1", 5060), 0.0)
     return core, PeerIndex(config.peers)
 
 
@@ -55,7 +51,7 @@ def _to_operator(sends: list[Send]) -> list[Response]:
     return [s.message for s in sends if s.dest == OPERATOR and isinstance(s.message, Response)]
 
 
-def _setup() -> tuple[B2BUA, PeerIndex, Response]:
+def _setup() -> tuple[TransactionUser, PeerIndex, Response]:
     core, peers = _core()
     sends = core.receive(parse_datagram(INVITE), OPERATOR, peers.match(OPERATOR), 0.0)
     b_invite = next(s.message for s in sends if s.dest == PBX)

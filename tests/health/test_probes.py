@@ -1,18 +1,18 @@
-"""The B2BUA sends the monitor's OPTIONS probes and reports their outcome, with explicit time:
+"""The prober sends the monitor's OPTIONS probes and reports their outcome, with explicit time:
 the probe's shape, alive/dead verdicts, timeouts, late responses, routing around a down host."""
 
 from __future__ import annotations
 
 import textwrap
 
-from pkiss.b2bua import B2BUA, LocalAddress
 from pkiss.config import parse_config
-from pkiss.engine import PeerIndex
+from pkiss.core import TransactionUser, assemble
 from pkiss.health import HealthMonitor
-from pkiss.routing import Router
+from pkiss.routing.attribution import PeerIndex
 from pkiss.sip.message import Request
 from pkiss.sip.parser import parse_datagram
 from pkiss.sip.transaction import Addr, Send
+from pkiss.transport.listeners import LocalAddress
 
 CONFIG = """
 sbc: {listen: [udp:127.0.0.1:5060]}
@@ -29,16 +29,11 @@ PRIMARY = Addr("udp", "127.0.0.3", 5070)
 SECONDARY = Addr("udp", "127.0.0.4", 5070)
 
 
-def core() -> tuple[B2BUA, HealthMonitor, PeerIndex]:
+def core() -> tuple[TransactionUser, HealthMonitor, PeerIndex]:
     config = parse_config(textwrap.dedent(CONFIG))
-    monitor = HealthMonitor(config.peers, 0.0)
-    b2bua = B2BUA(
-        Router(config.peers, config.routes),
-        dict(config.peers),
-        lambda dest: LocalAddress(dest.transport, "127.0.0.1", 5060),
-        monitor=monitor,
-    )
-    return b2bua, monitor, PeerIndex(config.peers)
+    node = assemble(config, lambda dest: LocalAddress(dest.transport, "127.0.0.1", 5060), 0.0)
+    assert node.start(0.0) == []  # the first probes are deadlines, not sends
+    return node, node.prober.monitor, PeerIndex(config.peers)
 
 
 def probes(sends: list[Send]) -> dict[Addr, Request]:
@@ -60,7 +55,7 @@ def answer(request: Request, status: int) -> bytes:
 
 
 def respond(
-    b2bua: B2BUA, peers: PeerIndex, probe: Request, src: Addr, status: int, now: float
+    b2bua: TransactionUser, peers: PeerIndex, probe: Request, src: Addr, status: int, now: float
 ) -> list[Send]:
     return b2bua.receive(parse_datagram(answer(probe, status)), src, peers.match(src), now)
 
@@ -83,7 +78,7 @@ def test_probe_shape_and_deadlines() -> None:
     assert probe.header("call-id") != sent[SECONDARY].header("call-id")
     deadline = b2bua.next_deadline()
     assert deadline is not None and deadline <= 1.5  # the probe timeout (or Timer E) first
-    assert b2bua.calls == set() and b2bua.clients == {}
+    assert b2bua.calls.calls == set() and b2bua.calls.clients == {}
     assert monitor.hosts[PRIMARY].in_flight
 
 
@@ -98,7 +93,8 @@ def test_any_final_but_408_is_alive_and_never_reaches_calls() -> None:
         now += 1.0
     assert monitor.is_up(PRIMARY)  # 404 then 408: one failure only
     assert not monitor.is_up(SECONDARY)
-    assert b2bua.calls == set() and b2bua.stats["calls"] == 0 and b2bua.probes == {}
+    assert b2bua.calls.calls == set() and b2bua.calls.stats["calls"] == 0
+    assert b2bua.prober.probes == {}
 
 
 def test_timeout_marks_down_late_response_ignored_and_calls_route_around() -> None:
@@ -126,5 +122,5 @@ def test_timeout_marks_down_late_response_ignored_and_calls_route_around() -> No
     sends = b2bua.receive(parse_datagram(invite), OPERATOR, peers.match(OPERATOR), 41.0)
     invites = [s.dest for s in sends if isinstance(s.message, Request)]
     assert invites == [SECONDARY]
-    (call,) = b2bua.calls
+    (call,) = b2bua.calls.calls
     assert [t.addr for t in call.targets] == [PRIMARY]  # still there, last

@@ -19,17 +19,20 @@ from typing import Any, Protocol
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..engine import Engine
+from ..node import Node
 from . import views
 from .metrics import render_metrics
 
-__all__ = ["Node", "build_app"]
+__all__ = ["Server", "build_app"]
 
 
-class Node(Protocol):
-    """What the API needs of the running node (the server implements it)."""
+class Server(Protocol):
+    """What the API needs of the running server: the node it runs, read-only, and the
+    server's own commands."""
 
-    engine: Engine
+    @property
+    def node(self) -> Node: ...
+
     started_at: float
     loaded_at: float
     cdr: Any
@@ -60,11 +63,11 @@ def _static(name: str) -> bytes:
     return (resources.files(__package__) / "static" / name).read_bytes()
 
 
-def build_app(node: Node) -> FastAPI:
+def build_app(server: Server) -> FastAPI:
     app = FastAPI(title="pkiss admin", docs_url=None, redoc_url=None, openapi_url=None)
 
     def token_ok(request: Request) -> bool:
-        token = node.engine.config.admin.token
+        token = server.node.config.admin.token
         if token is None:
             return False
         given = request.headers.get("authorization", "")
@@ -72,13 +75,13 @@ def build_app(node: Node) -> FastAPI:
         return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode())
 
     def read_access(request: Request) -> None:
-        admin = node.engine.config.admin
+        admin = server.node.config.admin
         if _loopback(admin.listen.host) or token_ok(request):
             return
         raise HTTPException(401, "a bearer token is needed", {"WWW-Authenticate": "Bearer"})
 
     def write_access(request: Request) -> None:
-        if node.engine.config.admin.token is None:
+        if server.node.config.admin.token is None:
             raise HTTPException(403, "writes are disabled: admin.token is not set")
         if not token_ok(request):
             raise HTTPException(401, "a bearer token is needed", {"WWW-Authenticate": "Bearer"})
@@ -111,32 +114,34 @@ def build_app(node: Node) -> FastAPI:
 
     @app.get("/api/status", dependencies=reads)
     async def get_status() -> dict[str, Any]:
-        return views.status(node.engine, node.started_at, node.loaded_at, node.now(), node.state)
+        return views.status(
+            server.node, server.started_at, server.loaded_at, server.now(), server.state
+        )
 
     @app.get("/api/peers", dependencies=reads)
     async def get_peers() -> list[dict[str, Any]]:
-        return views.peer_rows(node.engine, node.now())
+        return views.peer_rows(server.node, server.now())
 
     @app.get("/api/calls", dependencies=reads)
     async def get_calls() -> list[dict[str, Any]]:
-        return views.call_rows(node.engine, node.now())
+        return views.call_rows(server.node, server.now())
 
     @app.get("/api/bans", dependencies=reads)
     async def get_bans() -> list[dict[str, Any]]:
-        return views.ban_rows(node.engine, node.now())
+        return views.ban_rows(server.node, server.now())
 
     @app.delete("/api/bans/{address}", dependencies=writes)
     async def delete_ban(address: str) -> dict[str, Any]:
-        if not node.engine.security.bans.unban(address):
+        if not server.node.security.bans.unban(address):
             raise HTTPException(404, f"{address} is not banned")
         return {"unbanned": address}
 
     @app.post("/api/reload", dependencies=writes)
     async def post_reload() -> JSONResponse:
-        errors = node.reload()
+        errors = server.reload()
         if errors:
             return JSONResponse({"reloaded": False, "errors": errors}, status_code=422)
-        return JSONResponse({"reloaded": True, "peers": len(node.engine.config.peers)})
+        return JSONResponse({"reloaded": True, "peers": len(server.node.config.peers)})
 
     @app.get("/api/cdr", dependencies=reads)
     async def get_cdr(since: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -150,7 +155,7 @@ def build_app(node: Node) -> FastAPI:
                 raise HTTPException(422, f"since: not an ISO 8601 time: {since!r}") from None
             if start.tzinfo is None:
                 start = start.replace(tzinfo=UTC)
-        writer = node.cdr
+        writer = server.cdr
         if writer is None:
             return []
         await writer.flush()  # what ended a moment ago is there too
@@ -161,7 +166,7 @@ def build_app(node: Node) -> FastAPI:
 
     @app.get("/metrics", dependencies=reads)
     async def get_metrics() -> Response:
-        body, content_type = render_metrics(node.engine, node.now())
+        body, content_type = render_metrics(server.node, server.now())
         return Response(body, media_type=content_type)
 
     return app

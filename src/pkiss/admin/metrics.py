@@ -9,20 +9,20 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..engine import Engine
+from ..node import Node
 
 __all__ = ["render_metrics"]
 
 
 class _NodeCollector:
-    def __init__(self, engine: Engine, now: float) -> None:
-        self.engine = engine
+    def __init__(self, node: Node, now: float) -> None:
+        self.node = node
         self.now = now
 
     def collect(self) -> Iterator[Metric]:
-        engine, now = self.engine, self.now
-        b2bua = engine.b2bua
-        stats = b2bua.stats
+        node, now = self.node, self.now
+        owner = node.calls
+        stats = owner.stats
         calls = CounterMetricFamily("pkiss_calls", "Calls by outcome since start",
                                     labels=["outcome"])  # fmt: skip
         for outcome in ("answered", "failed", "limited"):
@@ -31,29 +31,27 @@ class _NodeCollector:
         yield CounterMetricFamily("pkiss_call_attempts", "Calls offered since start",
                                   value=stats.get("calls", 0))  # fmt: skip
         yield GaugeMetricFamily("pkiss_calls_in_progress", "Calls in progress",
-                                value=len(b2bua.calls))  # fmt: skip
+                                value=len(owner.calls))  # fmt: skip
         per_peer = GaugeMetricFamily("pkiss_peer_calls_in_progress", "Calls in progress per peer",
                                      labels=["peer"])  # fmt: skip
-        for name, counters in sorted(b2bua.limits.snapshot().items()):
+        for name, counters in sorted(owner.limits.snapshot().items()):
             per_peer.add_metric([name], counters.calls)
         yield per_peer
         up = GaugeMetricFamily("pkiss_host_up", "1 when a probed host answers OPTIONS",
                                labels=["peer", "host"])  # fmt: skip
-        monitor = b2bua.monitor
-        if monitor is not None:
-            for addr, host in sorted(monitor.hosts.items(), key=lambda kv: str(kv[0])):
-                up.add_metric([host.name, f"{addr.host}:{addr.port}"], 1 if host.up else 0)
+        for addr, host in sorted(node.monitor.hosts.items(), key=lambda kv: str(kv[0])):
+            up.add_metric([host.name, f"{addr.host}:{addr.port}"], 1 if host.up else 0)
         yield up
         yield CounterMetricFamily("pkiss_dropped_packets", "Packets dropped unanswered",
-                                  value=engine.dropped)  # fmt: skip
+                                  value=node.dropped)  # fmt: skip
         sec = CounterMetricFamily("pkiss_security_events", "Security filter hits",
                                   labels=["kind"])  # fmt: skip
-        for kind, count in sorted(engine.security.stats.items()):
+        for kind, count in sorted(node.security.stats.items()):
             sec.add_metric([kind], count)
         yield sec
         yield GaugeMetricFamily("pkiss_bans", "Sources banned now",
-                                value=len(engine.security.bans.active(now)))  # fmt: skip
-        relay = engine.relay
+                                value=len(node.security.bans.active(now)))  # fmt: skip
+        relay = node.relay
         if relay is not None:
             yield GaugeMetricFamily("pkiss_media_calls", "Calls whose media the relay anchors",
                                     value=len(relay.calls))  # fmt: skip
@@ -66,7 +64,7 @@ class _NodeCollector:
                                       value=relay.stats["ignored"])  # fmt: skip
 
 
-def render_metrics(engine: Engine, now: float) -> tuple[bytes, str]:
+def render_metrics(node: Node, now: float) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_NodeCollector(engine, now))
+    registry.register(_NodeCollector(node, now))
     return generate_latest(registry), CONTENT_TYPE_LATEST

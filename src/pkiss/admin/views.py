@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ..b2bua.call import Call
-from ..engine import Engine
+from ..node import Node
 
 __all__ = ["ban_rows", "call_rows", "peer_rows", "status"]
 
@@ -20,9 +20,9 @@ def _wall(now: float, at: float) -> float:
     return time.time() - (now - at)
 
 
-def status(engine: Engine, started_at: float, loaded_at: float, now: float,
+def status(node: Node, started_at: float, loaded_at: float, now: float,
            shared: Any = None) -> dict[str, Any]:  # fmt: skip
-    b2bua = engine.b2bua
+    calls = node.calls
     state: dict[str, Any] = {"kind": "memory"}
     if shared is not None:
         state = {"kind": "redis", "connected": shared.connected, "nodes": shared.nodes,
@@ -31,31 +31,29 @@ def status(engine: Engine, started_at: float, loaded_at: float, now: float,
         "state": state,
         "uptime": round(now - started_at, 3),
         "config_loaded_at": round(_wall(now, loaded_at), 3),
-        "accepting": engine.accepting,
-        "peers": len(engine.config.peers),
-        "calls_in_progress": len(b2bua.calls),
-        "calls": dict(b2bua.stats),
-        "dropped": engine.dropped,
-        "bans": len(engine.security.bans.active(now)),
-        "security": dict(engine.security.stats),
-        "media": _media(engine),
+        "accepting": node.accepting,
+        "peers": len(node.config.peers),
+        "calls_in_progress": len(calls.calls),
+        "calls": dict(calls.stats),
+        "dropped": node.dropped,
+        "bans": len(node.security.bans.active(now)),
+        "security": dict(node.security.stats),
+        "media": _media(node),
     }
 
 
-def _media(engine: Engine) -> dict[str, Any]:
-    if engine.rtpengine is not None:
-        ng = engine.rtpengine
+def _media(node: Node) -> dict[str, Any]:
+    if node.rtpengine is not None:
+        ng = node.rtpengine
         return {"relay": True, "engine": "rtpengine", "calls": len(ng.calls), **ng.stats}
-    relay = engine.relay
+    relay = node.relay
     if relay is None:
         return {"relay": False}
     return {"relay": True, "engine": "builtin", "calls": len(relay.calls), **relay.stats}
 
 
-def _host_state(engine: Engine, addr: Any) -> str:
-    monitor = engine.b2bua.monitor
-    if monitor is None:
-        return "not probed"
+def _host_state(node: Node, addr: Any) -> str:
+    monitor = node.monitor
     if addr in monitor.local_down:
         return "down"
     if addr in monitor.remote_down:
@@ -68,16 +66,16 @@ def _host_state(engine: Engine, addr: Any) -> str:
     return "up"
 
 
-def peer_rows(engine: Engine, now: float) -> list[dict[str, Any]]:
+def peer_rows(node: Node, now: float) -> list[dict[str, Any]]:
     from ..sip.transaction import Addr
 
-    counters = engine.b2bua.limits.snapshot()
-    registrations = engine.b2bua.registrations
+    counters = node.calls.limits.snapshot()
+    registrations = node.registrations
     rows: list[dict[str, Any]] = []
-    for name, peer in engine.config.peers.items():
+    for name, peer in node.config.peers.items():
         hosts: list[dict[str, Any]] = []
-        if getattr(peer, "registered", False):
-            binding = engine.b2bua.registrar.lookup(name, now)
+        if peer.registered:
+            binding = node.bindings.lookup(name, now)
             if binding is not None:
                 src = binding.source
                 hosts.append({"address": f"{src.host}:{src.port}", "transport": src.transport,
@@ -88,7 +86,7 @@ def peer_rows(engine: Engine, now: float) -> list[dict[str, Any]]:
                 addr = Addr(host.transport, host.host, host.port)
                 hosts.append({"address": str(host.address), "transport": host.transport,
                               "priority": host.priority, "weight": host.weight,
-                              "state": _host_state(engine, addr)})  # fmt: skip
+                              "state": _host_state(node, addr)})  # fmt: skip
         count = counters.get(name)
         limits = peer.limits
         row: dict[str, Any] = {
@@ -115,20 +113,20 @@ def _call_row(call: Call, now: float) -> dict[str, Any]:
         "to": call.number,
         "caller_peer": call.source_peer,
         "callee_peer": call.b_peer,
-        "state": call.state,
+        "state": call.state.value,
         "started_at": round(_wall(now, call.created_at), 3),
         "duration": round(now - call.answered_at, 3) if call.answered_at is not None else 0.0,
     }
 
 
-def call_rows(engine: Engine, now: float) -> list[dict[str, Any]]:
-    calls = sorted(engine.b2bua.calls, key=lambda c: c.created_at)
+def call_rows(node: Node, now: float) -> list[dict[str, Any]]:
+    calls = sorted(node.calls.calls, key=lambda c: c.created_at)
     return [_call_row(call, now) for call in calls if not call.ended]
 
 
-def ban_rows(engine: Engine, now: float) -> list[dict[str, Any]]:
+def ban_rows(node: Node, now: float) -> list[dict[str, Any]]:
     return [
         {"address": ban.host, "reason": ban.reason, "remaining": int(ban.until - now),
          "until": round(_wall(now, ban.until), 3)}
-        for ban in engine.security.bans.active(now)
+        for ban in node.security.bans.active(now)
     ]  # fmt: skip

@@ -1,7 +1,10 @@
 """The back-to-back user agent: calls made of two legs, and what may cross between them."""
 
+from .anchoring import Anchoring
 from .call import Call
-from .core import ALLOW, B2BUA
-from .leg import Leg, LocalAddress
+from .calls import Calls
+from .headers_policy import ALLOW
+from .leg import Leg
+from .table import CallState
 
-__all__ = ["ALLOW", "B2BUA", "Call", "Leg", "LocalAddress"]
+__all__ = ["ALLOW", "Anchoring", "Call", "CallState", "Calls", "Leg"]

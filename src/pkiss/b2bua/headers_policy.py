@@ -11,7 +11,28 @@ from __future__ import annotations
 from ..sip.headers import canonical_name
 from ..sip.message import Header, Message
 
-__all__ = ["REQUEST_HEADERS", "RESPONSE_HEADERS", "copy_allowed"]
+__all__ = [
+    "ALLOW",
+    "KNOWN_METHODS",
+    "REQUEST_HEADERS",
+    "RESPONSE_HEADERS",
+    "capabilities",
+    "copy_allowed",
+]
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, MESSAGE"
+"""The methods the node serves, as its Allow header says."""
+KNOWN_METHODS = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "PRACK", "UPDATE", "INFO", "MESSAGE", "REGISTER",
+     "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH"}
+)  # fmt: skip
+"""Methods answered 405 (known, not served) rather than 501 (not implemented)."""
+
+
+def capabilities() -> list[Header]:
+    """What an OPTIONS learns of the node: no more than a peer needs to call it."""
+    return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "100rel")]
+
 
 # Headers of a request that describe the session or the body, never the path it took.
 REQUEST_HEADERS = frozenset(

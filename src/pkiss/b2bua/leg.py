@@ -8,45 +8,21 @@ the peer's Contact: peers are known hosts, and latching keeps calls working behi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ..sip.dialog import Dialog
-from ..sip.headers import Via
 from ..sip.ids import new_branch
 from ..sip.message import Header, Request
 from ..sip.transaction import Addr
-from ..sip.uri import format_host
+from ..transport.listeners import LocalAddress
 
 __all__ = ["Leg", "LocalAddress"]
-
-
-@dataclass(frozen=True, slots=True)
-class LocalAddress:
-    """The SBC's own address on one transport, as written in Via and Contact."""
-
-    transport: str
-    host: str
-    port: int
-
-    def via(self, branch: str) -> Via:
-        return Via(self.transport.upper(), format_host(self.host), self.port,
-                   (("branch", branch), ("rport", None)))  # fmt: skip
-
-    @property
-    def contact(self) -> str:
-        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"<sip:{format_host(self.host)}:{self.port}{suffix}>"
-
-    @property
-    def hostport(self) -> str:
-        return f"{format_host(self.host)}:{self.port}"
 
 
 class Leg(Dialog):
     """One side of a call: its dialog, the peer it belongs to, where its requests go
     (``dest``) and the SBC's own address on that side (``local``)."""
 
-    __slots__ = ("confirmed", "dest", "local", "peer", "side")
+    __slots__ = ("confirmed", "dest", "local", "peer", "reinvite_pending", "side")
 
     def __init__(
         self,
@@ -67,6 +43,7 @@ class Leg(Dialog):
         self.dest = dest
         self.local = local
         self.confirmed = False
+        self.reinvite_pending = False  # a re-INVITE from this leg awaits its answer (§14.1)
 
     def request(
         self,

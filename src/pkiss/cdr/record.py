@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..b2bua import Call
+    from ..sip.message import Request
 
 __all__ = ["CallRecord", "record_of", "refused_record"]
 
@@ -44,7 +48,7 @@ class CallRecord:
         }  # fmt: skip
 
 
-def record_of(call: Any, now: float, wall: float) -> CallRecord:
+def record_of(call: Call, now: float, wall: float) -> CallRecord:
     """The record of an ended ``call``; ``now`` is the loop clock the call's times are on,
     ``wall`` the Unix time at ``now``."""
 
@@ -70,7 +74,7 @@ def record_of(call: Any, now: float, wall: float) -> CallRecord:
     )
 
 
-def refused_record(request: Any, peer: str, number: str, status: int, reason: str,
+def refused_record(request: Request, peer: str, number: str, status: int, reason: str,
                    wall: float) -> CallRecord:  # fmt: skip
     """The record of a call refused before it was set up (no route, over a limit...)."""
     frm = request.from_

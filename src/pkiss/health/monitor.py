@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from ..config import Health, Peer
 from ..sip.transaction import Addr
 
 __all__ = ["HealthMonitor", "HostHealth"]
@@ -52,9 +52,9 @@ class HostHealth:
         return ", ".join(self.peers)
 
 
-def _probed_hosts(peers: Mapping[str, Any]) -> Iterable[tuple[str, Any, Addr]]:
+def _probed_hosts(peers: Mapping[str, Peer]) -> Iterable[tuple[str, Health, Addr]]:
     for name, peer in peers.items():
-        health = getattr(peer, "health", None)
+        health = peer.health
         if health is None:
             continue
         for host in peer.hosts:
@@ -64,7 +64,7 @@ def _probed_hosts(peers: Mapping[str, Any]) -> Iterable[tuple[str, Any, Addr]]:
 class HealthMonitor:
     """Every probed host of one node, by address."""
 
-    def __init__(self, peers: Mapping[str, Any], now: float) -> None:
+    def __init__(self, peers: Mapping[str, Peer], now: float) -> None:
         self.hosts: dict[Addr, HostHealth] = {}
         # down by this node's probes, down according to other nodes (shared state), and
         # both: what routing skips
@@ -75,7 +75,7 @@ class HealthMonitor:
         self.rebuild(peers, now)
 
     # ---------------------------------------------------------------------------- config
-    def rebuild(self, peers: Mapping[str, Any], now: float) -> None:
+    def rebuild(self, peers: Mapping[str, Peer], now: float) -> None:
         """Follow a new config: hosts still probed keep their state (new settings apply from
         their next probe), new hosts start up, hosts no longer probed are forgotten."""
         old = self.hosts

@@ -13,8 +13,10 @@ needs no attribution beyond its source: it is matched to its transaction.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import Any
 
+from ..config import Peer
 from ..sip.digest import parse_credentials
 from ..sip.errors import ParseError
 from ..sip.message import Message, Request
@@ -27,14 +29,12 @@ __all__ = ["PeerIndex"]
 class PeerIndex:
     """Source addresses to peers: exact addresses in a dict, networks scanned after."""
 
-    def __init__(self, peers: Any) -> None:
-        self._exact: dict[str, list[tuple[int | None, Any]]] = {}
-        self._networks: list[tuple[Any, int | None, Any]] = []
+    def __init__(self, peers: Mapping[str, Peer]) -> None:
+        self._exact: dict[str, list[tuple[int | None, Peer]]] = {}
+        self._networks: list[tuple[Any, int | None, Peer]] = []
         # PBXs with ``hosts: registered``: no fixed source, known by their digest username
-        self.registered: dict[str, Any] = {
-            p.match.username: p
-            for p in peers.values()
-            if getattr(p, "registered", False) and p.match.username
+        self.registered: dict[str, Peer] = {
+            p.match.username: p for p in peers.values() if p.registered and p.match.username
         }
         for peer in peers.values():
             for source in peer.match_sources:
@@ -47,10 +47,10 @@ class PeerIndex:
         for entries in self._exact.values():
             entries.sort(key=lambda e: e[0] is None)  # a port-specific match first
 
-    def candidates(self, addr: Addr) -> list[Any]:
+    def candidates(self, addr: Addr) -> list[Peer]:
         """Every peer whose sources hold ``addr``; port-specific matches only, if any."""
-        by_port: list[Any] = []
-        by_host: list[Any] = []
+        by_port: list[Peer] = []
+        by_host: list[Peer] = []
         for port, peer in self._exact.get(addr.host, ()):
             if port == addr.port:
                 by_port.append(peer)
@@ -66,12 +66,12 @@ class PeerIndex:
                         by_host.append(peer)
         return by_port or by_host
 
-    def match(self, addr: Addr) -> Any:
+    def match(self, addr: Addr) -> Peer | None:
         """A peer at ``addr``, or None: the cheap check made before parsing anything."""
         found = self.candidates(addr)
         return found[0] if found else None
 
-    def identify(self, addr: Addr, message: Message) -> Any:
+    def identify(self, addr: Addr, message: Message) -> Peer | None:
         """The peer a message from ``addr`` comes from, or None when it cannot be told."""
         found = self.candidates(addr)
         if not found and self.registered and _starts_a_call(message):

@@ -55,6 +55,11 @@ class RewritesLike(Protocol):
     def outbound(self) -> tuple[RuleLike, ...]: ...
 
 
+class HealthLike(Protocol):
+    @property
+    def strict(self) -> bool: ...
+
+
 class PeerLike(Protocol):
     @property
     def name(self) -> str: ...
@@ -70,6 +75,12 @@ class PeerLike(Protocol):
     def routes(self) -> tuple[RouteLike, ...] | None: ...
     @property
     def rewrite(self) -> RewritesLike: ...
+    @property
+    def health(self) -> HealthLike | None: ...
+    @property
+    def registered(self) -> bool: ...
+    @property
+    def caller_id(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +134,8 @@ class Router:
         self._dids = DidTable((p.name, p.dids) for p in peers.values() if p.role == "pbx")
         self._targets = {name: _PeerTargets(peer) for name, peer in peers.items()}
         self._strict = frozenset(
-            name for name, peer in peers.items() if getattr(getattr(peer, "health", None),
-                                                            "strict", False)
-        )  # fmt: skip
+            name for name, peer in peers.items() if peer.health is not None and peer.health.strict
+        )
 
     def targets(self, peer_name: str, turn: int = 0, down: Container[Addr] = ()) -> list[Target]:
         """The peer's hosts in the order its strategy gives for this turn, down hosts last
@@ -154,14 +164,14 @@ class Router:
             owner = self._dids.owner(number)
             if owner is None:
                 return Decision(reject=404, reason="Not Found", number=number)
-            if getattr(self._peers[owner], "registered", False):
+            if self._peers[owner].registered:
                 return Decision(number=number, registered=owner)
             everyone = self._targets[owner].ordered(turn)
             targets = self._by_health(everyone, down)
             if everyone and not targets:
                 return _unavailable(number)
             return Decision(tuple(targets), number=number)
-        if getattr(source, "caller_id", "off") == "enforce":
+        if source.caller_id == "enforce":
             for caller in calling_numbers(request):
                 if self._dids.owner(rewrite(source.rewrite.inbound, caller)) != source.name:
                     # the PBX presents a number that is not one of its own

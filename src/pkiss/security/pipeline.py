@@ -15,8 +15,8 @@ failures are only logged.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from ..config import Security as SecurityConfig
 from ..sip.message import Request
 from .bans import Ban, BanList
 from .rate import WindowCounter
@@ -28,17 +28,17 @@ log = logging.getLogger("pkiss.security")
 
 
 class Security:
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: SecurityConfig) -> None:
         self.bans = BanList(config.never_ban)
         self.stats = {"banned": 0, "flood": 0, "scanner": 0, "auth_failures": 0}
         self._apply(config)
 
-    def reconfigure(self, config: Any) -> None:
+    def reconfigure(self, config: SecurityConfig) -> None:
         """New thresholds; bans in force are kept."""
         self.bans.never_ban = tuple(config.never_ban)
         self._apply(config)
 
-    def _apply(self, config: Any) -> None:
+    def _apply(self, config: SecurityConfig) -> None:
         self.config = config
         self.methods = frozenset(config.methods)
         self.scanners = ScannerSignatures(config.scanners.user_agents)

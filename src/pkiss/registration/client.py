@@ -1,9 +1,9 @@
 """Outbound registration (RFC 3261 §10): the SBC registers to every carrier with ``register``.
 
-Sans-I/O: ``Registrations`` never sends anything and never reads a clock. The B2BUA asks it
-for the REGISTER of a binding that is due (``request``), sends it in a client transaction of
-its own and reports the final response (``on_response``) or the transaction's timeout
-(``on_timeout``); each binding says when it wants to be sent again (``next_at``).
+Sans-I/O: ``Registrations`` never reads a clock; it is the owner of its REGISTER client
+transactions and deadlines (``tu.outbox``): each binding's next REGISTER is a deadline, its
+responses (or timeout) come back here only, never to call logic; each binding says when it
+wants to be sent again (``next_at``).
 
 - One binding per carrier, to the first host by priority: Call-ID and From tag constant for
   the binding's life, CSeq increasing by one per REGISTER (§10.2.4).
@@ -22,16 +22,20 @@ its own and reports the final response (``on_response``) or the transaction's ti
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sip.digest import Challenge, authorization, parse_challenge
-from .sip.errors import ParseError
-from .sip.ids import new_call_id, new_tag
-from .sip.message import Request, Response
-from .sip.transaction import Addr
-from .sip.uri import format_host
+from ..config import Peer
+from ..outbox import Outbox
+from ..sip.digest import Challenge, authorization, parse_challenge
+from ..sip.errors import ParseError
+from ..sip.headers import Via
+from ..sip.ids import new_branch, new_call_id, new_tag
+from ..sip.message import Request, Response
+from ..sip.transaction import Addr
+from ..sip.uri import format_host
+from ..transport.listeners import LocalAddress
 
 __all__ = ["MIN_REFRESH", "RETRY_FIRST", "RETRY_MAX", "Binding", "Registrations"]
 
@@ -81,23 +85,16 @@ class Binding:
         )  # fmt: skip
 
 
-def _first_host(peer: Any) -> Any | None:
-    hosts = list(getattr(peer, "hosts", ()) or ())
-    if not hosts:
-        return None
-    return min(hosts, key=lambda h: h.priority)  # min keeps the first of equal priorities
-
-
-def _bindings(peers: Mapping[str, Any]) -> dict[str, Binding]:
+def _bindings(peers: Mapping[str, Peer]) -> dict[str, Binding]:
     out: dict[str, Binding] = {}
     for name, peer in peers.items():
-        reg = getattr(peer, "registration", None)
+        reg = peer.registration
         if reg is None:
             continue
-        host = _first_host(peer)
-        if host is None:
+        if not peer.hosts:
             log.warning("registration of %s: no host to register to", name)
             continue
+        host = min(peer.hosts, key=lambda h: h.priority)  # the first of equal priorities
         addr = Addr(host.transport, host.host, host.port)
         domain = str(reg.domain) if reg.domain else format_host(host.host)
         out[name] = Binding(name, addr, reg.username, reg.password, domain, int(reg.expires))
@@ -114,11 +111,64 @@ def _expires_param(params: Any) -> int | None:
 class Registrations:
     """Every binding of one node, by carrier name."""
 
-    def __init__(self, peers: Mapping[str, Any], now: float) -> None:
+    def __init__(
+        self, peers: Mapping[str, Peer], now: float, local: Callable[[Addr], LocalAddress]
+    ) -> None:
         self.bindings: dict[str, Binding] = {}
+        self.local = local
+        self.pending: dict[str, Binding] = {}  # REGISTER client transaction -> binding
         self.rebuild(peers, now)
 
-    def rebuild(self, peers: Mapping[str, Any], now: float) -> list[Binding]:
+    # ------------------------------------------------------------------------- owner
+    def start(self, now: float, out: Outbox) -> None:
+        """Every binding's next REGISTER becomes a deadline (at start and after a reload)."""
+        for binding in self.bindings.values():
+            self._schedule(binding, out)
+
+    def withdraw_all(self, now: float, out: Outbox) -> None:
+        """Shutdown: remove the node's bindings from the carriers' registrars."""
+        for binding in self.withdraw(now):
+            self._send(binding, now, out)
+
+    def on_deadline(self, ref: object, at: float, now: float, out: Outbox) -> None:
+        due = ref.next_at if isinstance(ref, Binding) and ref.active else None
+        if isinstance(ref, Binding) and due is not None and due <= now:
+            self._send(ref, now, out)
+
+    def stale(self, ref: object, at: float) -> bool:
+        return not isinstance(ref, Binding) or not ref.active or ref.next_at != at
+
+    def on_response(self, key: str, response: Response, now: float, out: Outbox) -> None:
+        if response.status < 200:
+            return
+        binding = self.pending.pop(key, None)
+        if binding is None:
+            return
+        if self._answered(binding, response, now):
+            self._send(binding, now, out)
+        else:
+            self._schedule(binding, out)
+
+    def on_timeout(self, key: str, now: float, out: Outbox) -> None:
+        binding = self.pending.pop(key, None)
+        if binding is not None:
+            self._unanswered(binding, now)
+            self._schedule(binding, out)
+
+    def _schedule(self, binding: Binding, out: Outbox) -> None:
+        if binding.active and binding.next_at is not None:
+            out.at(binding.next_at, self, binding)
+
+    def _send(self, binding: Binding, now: float, out: Outbox) -> None:
+        """The binding's next REGISTER, in a client transaction of its own."""
+        if not binding.active or binding.next_at is None:
+            return
+        local = self.local(binding.addr)
+        request = self.request(binding, local.contact, local.via(new_branch()))
+        self.pending[out.request(request, binding.addr, self, now)] = binding
+
+    # ------------------------------------------------------------------------- bindings
+    def rebuild(self, peers: Mapping[str, Peer], now: float) -> list[Binding]:
         """Follow a new config: a binding whose settings did not change keeps its state and
         schedule; a new or changed one starts unregistered and is due now; a removed one is
         forgotten (``active`` false: its response, if any, is ignored). Returns the bindings
@@ -149,7 +199,7 @@ class Registrations:
         return [b for b in self.bindings.values() if b.next_at is not None and b.next_at <= now]
 
     # ------------------------------------------------------------------------- requests
-    def request(self, binding: Binding, contact: str, via: Any) -> Request:
+    def request(self, binding: Binding, contact: str, via: Via) -> Request:
         """The binding's next REGISTER (CSeq + 1), with credentials when a challenge is
         known; marks it in flight."""
         binding.cseq += 1
@@ -182,7 +232,7 @@ class Registrations:
         return request
 
     # ------------------------------------------------------------------------ responses
-    def on_response(self, binding: Binding, response: Response, now: float) -> bool:
+    def _answered(self, binding: Binding, response: Response, now: float) -> bool:
         """A final response to the binding's REGISTER. True: send the next REGISTER now
         (a challenge to answer, a 423 to follow)."""
         if not binding.active:
@@ -220,7 +270,7 @@ class Registrations:
         self._failed(binding, str(status), now)
         return False
 
-    def on_timeout(self, binding: Binding, now: float) -> None:
+    def _unanswered(self, binding: Binding, now: float) -> None:
         if binding.closing:
             self._set(binding, "unregister failed (no response)")
             binding.next_at = None

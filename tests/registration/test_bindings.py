@@ -1,4 +1,4 @@
-from pkiss.routing.registrar import Registrar
+from pkiss.registration.bindings import Bindings
 from pkiss.sip.transaction import Addr
 
 A = Addr("udp", "192.0.2.1", 5062)
@@ -6,7 +6,7 @@ B = Addr("udp", "192.0.2.2", 5070)
 
 
 def test_register_lookup_and_expiry() -> None:
-    r = Registrar()
+    r = Bindings()
     assert r.lookup("pbx", 0.0) is None
     r.register("pbx", "sip:remote1@192.0.2.1:5062", A, 60, now=100.0)
     binding = r.lookup("pbx", 159.0)
@@ -18,7 +18,7 @@ def test_register_lookup_and_expiry() -> None:
 
 
 def test_last_register_wins_and_unregister() -> None:
-    r = Registrar()
+    r = Bindings()
     r.register("pbx", "sip:a@192.0.2.1", A, 60, now=0.0)
     r.register("pbx", "sip:b@192.0.2.2", B, 60, now=1.0)
     binding = r.lookup("pbx", 2.0)
@@ -29,7 +29,7 @@ def test_last_register_wins_and_unregister() -> None:
 
 
 def test_retain_forgets_removed_peers() -> None:
-    r = Registrar()
+    r = Bindings()
     r.register("pbx", "sip:a@192.0.2.1", A, 60, now=0.0)
     r.retain({"other"})
     assert r.lookup("pbx", 1.0) is None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..sip.transaction import Addr
 
-__all__ = ["RegisteredContact", "Registrar"]
+__all__ = ["Bindings", "RegisteredContact"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class RegisteredContact:
     expires_at: float
 
 
-class Registrar:
+class Bindings:
     """Peer name -> its current binding."""
 
     def __init__(self) -> None:

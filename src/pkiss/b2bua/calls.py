@@ -1,0 +1,602 @@
+"""The calls of one node: the owner of every INVITE that starts a call and of everything
+within a call's two dialogs.
+
+The legs translate SIP into call events (``uas.py``, ``uac.py``, ``in_dialog`` below); the
+call's table (``table.py``) says what each event does in each state; the actions are the
+``_do_*`` methods here. Decisions and their RFC grounds:
+
+- The A-leg's 100 Trying is sent by the INVITE server transaction at once (§17.2.1).
+- The B-leg's 2xx is ACKed as soon as it arrives when the INVITE carried the offer; when the
+  offer is in the 2xx (late offer), the B-leg ACK waits for the A-leg ACK and carries its SDP.
+- BYE is answered 200 on its own leg and sent anew on the other (each leg ends its dialog).
+- Re-INVITE, UPDATE, INFO and MESSAGE are relayed to the other leg and their final response
+  relayed back; a second re-INVITE while one is pending on that leg gets 491 (§14.1).
+- Reliable provisionals (RFC 3262) are relayed end to end when the caller supports 100rel,
+  with the A-leg's own RSeq space; otherwise the node PRACKs the B-leg itself.
+- A failure in ``failover_on`` (or no answer within ``setup_timeout``) moves to the next
+  candidate (``routing/failover.py``); other failures are the callee's answer.
+- Limits (``peers.*.limits``): a call counts once against its source peer, checked before the
+  call exists (over: 503 with Retry-After), and once against each target peer it is sent to,
+  checked per candidate (a full target is skipped like a failed one; none with room: 503).
+  ``_do_release`` releases what the call holds, once, whichever way it ends.
+- A call refused before it exists (483, 403, 407, no route, not registered, over a limit) is
+  refused from one place, ``_refuse``, which also reports it for its record.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+from ..config import Peer
+from ..health import HealthMonitor
+from ..media import MediaError
+from ..outbox import Outbox
+from ..registration.bindings import Bindings
+from ..routing import Limits, Refusal, Router, Target
+from ..routing.failover import exhausted_status
+from ..sdp import SdpError
+from ..security.auth import DigestAuth
+from ..sip.ids import new_tag
+from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
+from ..sip.transaction import Addr
+from ..transport.listeners import LocalAddress
+from .anchoring import Anchoring, kind_of_reply
+from .call import Call
+from .events import (
+    Acked,
+    Answered,
+    CallEvent,
+    Cancelled,
+    Disconnected,
+    Failed,
+    FailedOver,
+    HungUp,
+    Info,
+    NoAnswer,
+    Offered,
+    Pracked,
+    Refused,
+    Ringing,
+    Updated,
+    end_reason,
+)
+from .headers_policy import ALLOW, RESPONSE_HEADERS, capabilities, copy_allowed
+from .leg import Leg
+from .relay import Body, Relay, relay_ack, relay_request, relay_response, relay_timed_out
+from .table import TABLE, Action, CallState
+from .uac import UacLeg, build_attempt, reliable_rseq
+from .uas import UasLeg
+
+__all__ = ["CallEnded", "CallRefused", "Calls"]
+
+log = logging.getLogger("pkiss.b2bua")
+
+_RELAYED = frozenset({"INVITE", "UPDATE", "INFO", "MESSAGE"})
+
+CallEnded = Callable[[Call], None]
+"""Told of every call when it ends (its record)."""
+CallRefused = Callable[[Request, str, str, int, str, float], None]
+"""Told of a call refused before it existed: (request, source peer, called number, status,
+reason, now)."""
+
+
+class _Timer(NamedTuple):
+    kind: str  # "setup" (the attempt's setup_timeout) or "1xx" (reliable provisionals)
+    call: Call
+
+
+class _Client(NamedTuple):
+    """What a client transaction of the calls is for."""
+
+    purpose: str  # "invite", "relay", "bye", "cancel", "prack"
+    call: Call
+    relay: Relay | None = None
+    attempt: UacLeg | None = None  # the B-leg an INVITE was sent on
+
+
+class Calls:
+    """Owner of the calls' transactions and deadlines."""
+
+    def __init__(
+        self,
+        router: Router,
+        peers: Mapping[str, Peer],
+        local: Callable[[Addr], LocalAddress],
+        auth: DigestAuth,
+        *,
+        limits: Limits | None = None,
+        monitor: HealthMonitor | None = None,
+        bindings: Bindings | None = None,
+        anchoring: Anchoring | None = None,
+        on_end: CallEnded | None = None,
+        on_refused: CallRefused | None = None,
+    ) -> None:
+        self.router = router
+        self.peers = peers
+        self.local = local
+        self.auth = auth
+        # per-peer call counters, keyed by peer name: they outlive any reload
+        self.limits = limits if limits is not None else Limits()
+        self.monitor = monitor
+        self.bindings = bindings if bindings is not None else Bindings()
+        self.anchoring = anchoring if anchoring is not None else Anchoring(None)
+        self.on_end = on_end
+        self.on_refused = on_refused
+        self.calls: set[Call] = set()
+        self.dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}
+        self.invites: dict[str, Call] = {}  # A-leg INVITE server transaction -> call
+        self.clients: dict[str, _Client] = {}
+        self.media_calls: dict[str, Call] = {}  # media key -> call, for idle media
+        self.stats = {"calls": 0, "answered": 0, "failed": 0, "limited": 0}
+        self._turn = itertools.count()
+
+    def reconfigure(self, router: Router, peers: Mapping[str, Peer]) -> None:
+        """New calls use the new config; calls in progress keep what they started with."""
+        self.router = router
+        self.peers = peers
+
+    # ------------------------------------------------------------------------- the table
+    def _feed(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        row = TABLE.get((call.state, type(event)))
+        if row is None:
+            return  # nothing to do in this state
+        actions, state = row
+        call.state = state
+        for action in actions:
+            self._actions[action](self, call, event, now, out)
+            if call.state is not state:
+                break  # a follow-up event moved the call on
+
+    # -------------------------------------------------------------------- new calls
+    def on_invite(self, request: Request, source: Addr, key: str | None, peer: Peer | None,
+                  now: float, out: Outbox) -> None:  # fmt: skip
+        max_forwards = request.max_forwards
+        if max_forwards is not None and max_forwards <= 0:
+            self._refuse(request, key, 483, now, out)  # §16.3 item 2, as a B2BUA
+            return
+        if peer is None:
+            self._refuse(request, key, 403, now, out)
+            return
+        if peer.match.username:
+            challenge = self.auth.check(request, source, peer.match.username,
+                                        peer.password or "", now, peer=peer.name)  # fmt: skip
+            if challenge is not None:
+                out.respond(key, challenge, now)
+                return
+        down = self.monitor.down if self.monitor is not None else ()
+        decision = self.router.route(request, peer, next(self._turn), down)
+        if decision.reject is not None:
+            self._refuse(request, key, decision.reject, now, out, reason=decision.reason,
+                         peer=peer.name, number=decision.number,
+                         why=decision.reason or "rejected by routing")  # fmt: skip
+            return
+        targets = list(decision.targets)
+        if decision.registered is not None:
+            binding = self.bindings.lookup(decision.registered, now)
+            if binding is None:
+                self._refuse(request, key, 480, now, out, peer=peer.name, number=decision.number,
+                             why=f"{decision.registered} not registered")  # fmt: skip
+                return
+            # latching: the address its REGISTER came from, NAT or not
+            targets = [Target(decision.registered, binding.source)]
+        refusal = self.limits.admit(peer.name, peer.limits, now)
+        if refusal is not None:
+            self.stats["limited"] += 1
+            log.info("refusing call %s from %s: over its %s limit", request.call_id, peer.name,
+                     refusal.limit)  # fmt: skip
+            self._refuse(request, key, 503, now, out, headers=_retry_after(refusal),
+                         peer=peer.name, number=decision.number,
+                         why=f"over the {refusal.limit} limit of {peer.name}")  # fmt: skip
+            return
+        a = UasLeg.of_invite(peer.name, request, key, source, self.local(source))
+        call = Call(a, peer.name, decision.number, targets, now, self.peers, held=[peer.name])
+        self.calls.add(call)
+        self.stats["calls"] += 1
+        self.dialogs[(a.call_id, a.local_tag)] = (call, a)
+        if key is not None:
+            self.invites[key] = call
+        self._feed(call, Offered(), now, out)
+
+    def _refuse(
+        self, request: Request, key: str | None, status: int, now: float, out: Outbox, *,
+        reason: str | None = None, headers: list[Header] | None = None, peer: str = "",
+        number: str = "", why: str = "",
+    ) -> None:  # fmt: skip
+        """Refuse a call before it exists; with ``why``, its record is written too."""
+        response = make_response(request, status, reason, to_tag=new_tag(), headers=headers or [])
+        out.respond(key, response, now)
+        if why and self.on_refused is not None:
+            self.on_refused(request, peer, number, status, why, now)
+
+    # ----------------------------------------------------------------------- actions
+    def _do_anchor_offer(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        """Relay the caller's media: its SDP offer, rewritten once for every B-leg attempt
+        (488 when it is not SDP, 503 when no port is free)."""
+        anchoring = self.anchoring
+        peers = [call.peers.get(call.source_peer)]
+        peers += [call.peers.get(t.peer) for t in call.targets]
+        if not anchoring.relayed(peers):
+            return
+        call.media = True
+        self.media_calls[call.a.local_tag] = call
+        toward = self.local(call.targets[0].addr) if call.targets else call.a.local
+        try:
+            call.b_offer = anchoring.offer(call.a.local_tag, call.a.invite, toward.host,
+                                           call.a.dest.host, now)  # fmt: skip
+        except (SdpError, MediaError) as exc:
+            status = 488 if isinstance(exc, SdpError) else 503
+            log.info("refusing call %s: %d, media: %s", call.a.call_id, status, exc)
+            self._feed(call, Refused(status, "media"), now, out)
+
+    def _do_try_next(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        """Send the INVITE to the next target with room under its peer's limits, or fail with
+        the best answer known (503 with Retry-After when the last ones were full)."""
+        old = call.b
+        if old is not None:
+            self.dialogs.pop((old.call_id, old.local_tag), None)
+        while call.targets:
+            target = call.targets.pop(0)
+            if not self._hold_target(call, target.peer, now):
+                continue
+            call.attempts += 1
+            self._start_attempt(call, target, now, out)
+            return
+        if call.refusal is not None:
+            self._feed(call, Failed(503, tuple(_retry_after(call.refusal))), now, out)
+        else:
+            self._feed(call, Failed(exhausted_status(call.attempts)), now, out)
+
+    def _hold_target(self, call: Call, peer_name: str, now: float) -> bool:
+        """Count the call against the target peer (once per peer); False when it is full."""
+        if peer_name in call.held:
+            return True  # the same peer's next host: already counted
+        peer = call.peers.get(peer_name)
+        refusal = self.limits.admit(peer_name, peer.limits if peer is not None else None, now)
+        if refusal is not None:
+            call.refusal = refusal
+            log.info("call %s: %s is over its %s limit, skipped", call.a.call_id, peer_name,
+                     refusal.limit)  # fmt: skip
+            return False
+        call.refusal = None
+        previous = call.b_peer
+        if previous is not None and previous != call.source_peer and previous in call.held:
+            call.held.remove(previous)  # the call has left that peer for this one
+            self.limits.release(previous)
+        call.held.append(peer_name)
+        return True
+
+    def _start_attempt(self, call: Call, target: Target, now: float, out: Outbox) -> None:
+        b = build_attempt(call.a, call.number, call.source_peer, target, call.peers,
+                          self.local(target.addr), call.b_offer)  # fmt: skip
+        call.b = b
+        self.dialogs[(b.call_id, b.local_tag)] = (call, b)
+        peer = call.peers.get(target.peer)
+        self._send_invite(call, b, peer.setup_timeout if peer is not None else 3.0, now, out)
+
+    def _send_invite(self, call: Call, b: UacLeg, timeout: float, now: float,
+                     out: Outbox) -> None:  # fmt: skip
+        assert b.invite is not None
+        call.state = CallState.ROUTING
+        call.setup_deadline = now + timeout
+        out.at(call.setup_deadline, self, _Timer("setup", call))
+        b.key = out.request(b.invite, b.dest, self, now)
+        self.clients[b.key] = _Client("invite", call, attempt=b)
+
+    def _do_abandon_attempt(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        call.setup_deadline = None
+        b = call.b
+        if b is not None and b.key is not None:
+            out.make_cancel(b.key)  # sent by the layer if a provisional comes later
+        log.info("call %s: no answer from %s, trying next", call.a.call_id, call.b_peer)
+
+    def _do_relay_provisional(self, call: Call, event: CallEvent, now: float,
+                              out: Outbox) -> None:  # fmt: skip
+        assert isinstance(event, Ringing)
+        a, b, response = call.a, call.b, event.response
+        if a.final_sent or b is None:
+            return
+        b_rseq = reliable_rseq(response)
+        if b_rseq is not None and not a.reliable:
+            prack = b.prack_of(b_rseq)  # the caller cannot PRACK: the node does
+            self.clients[out.request(prack, b.dest, self, now)] = _Client("prack", call)
+        headers = self._answer_headers(a, response)
+        body = self._body(call, b, response, now, kind_of_reply(a.invite))
+        if a.provisional(response.status, headers, body, b_rseq, now, out):
+            out.at(now + out.t1, self, _Timer("1xx", call))
+
+    def _do_answer(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        assert isinstance(event, Answered) and call.b is not None
+        b, response = call.b, event.response
+        call.answered_at = now
+        self.stats["answered"] += 1
+        if b.invite is not None and b.invite.body:
+            out.ack(b.ack_of(response), b.dest, now)
+        else:
+            call.late_ack = b
+            call.late_ack_cseq = response.cseq.seq if response.cseq else b.local_cseq
+        call.a.confirmed = True
+        call.a.final(
+            response.status, now, out, reason=reason_phrase(response.status),
+            headers=self._answer_headers(call.a, response),
+            body=self._body(call, b, response, now, kind_of_reply(call.a.invite)),
+        )  # fmt: skip
+
+    def _do_fail_caller(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        assert isinstance(event, Failed)
+        call.a.final(event.status, now, out, headers=list(event.headers))
+        self.stats["failed"] += 1
+
+    def _do_refuse_caller(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        assert isinstance(event, Refused)
+        call.a.final(event.status, now, out)
+
+    def _do_answer_487(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        call.a.final(487, now, out)
+
+    def _do_cancel_attempt(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        b = call.b
+        if b is None or b.key is None:
+            return
+        cancel = out.make_cancel(b.key)
+        if cancel is not None:
+            self.clients[out.request(cancel, b.dest, self, now)] = _Client("cancel", call)
+
+    def _do_hang_up_others(self, call: Call, event: CallEvent, now: float,
+                           out: Outbox) -> None:  # fmt: skip
+        """BYE (or CANCEL / final) on every leg but the one that hung up."""
+        from_leg = event.leg if isinstance(event, Disconnected) else None
+        a, b = call.a, call.b
+        if not a.final_sent:
+            # a BYE from the caller in its early dialog still gets its INVITE answered: 487
+            # (RFC 3261 §15.1.2); the callee side hanging up early is a 480 for the caller
+            a.final(480 if from_leg is b and b is not None else 487, now, out)
+        elif a is not from_leg:
+            self._bye(call, a, now, out)
+        if b is not None and not b.confirmed:
+            # its INVITE still waits for a final response, even when that side sent a BYE
+            # in its early dialog (§15 forbids it; the transaction must end all the same)
+            self._do_cancel_attempt(call, event, now, out)
+        elif b is not None and b is not from_leg:
+            self._bye(call, b, now, out)
+
+    def _bye(self, call: Call, leg: Leg, now: float, out: Outbox) -> None:
+        self.clients[out.request(leg.request("BYE"), leg.dest, self, now)] = _Client("bye", call)
+
+    def _do_relay_request(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        assert isinstance(event, (Updated, Info, Pracked))
+        relay = relay_request(call, event, self._body_of(call, now), now, out)
+        if relay is not None:
+            other = call.other(event.leg)
+            assert other is not None
+            key = out.request(relay.sent, other.dest, self, now)
+            self.clients[key] = _Client("relay", call, relay)
+
+    def _do_relay_ack(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        assert isinstance(event, Acked)
+        relay_ack(call, event, self._body_of(call, now), now, out)
+
+    def _do_release(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
+        """The one place every call ends: dialogs, limits, media, its record."""
+        call.ended_at = now
+        call.end_reason = end_reason(event)
+        for leg in (call.a, call.b):
+            if leg is not None:
+                self.dialogs.pop((leg.call_id, leg.local_tag), None)
+        self.calls.discard(call)
+        held, call.held = call.held, []
+        for name in held:
+            self.limits.release(name)
+        if call.a.key is not None and call.a.final_sent:
+            self.invites.pop(call.a.key, None)
+        if call.media:
+            self.media_calls.pop(call.a.local_tag, None)
+            self.anchoring.release(call.a.local_tag)
+        if self.on_end is not None:
+            self.on_end(call)
+
+    _actions: dict[Action, Callable[[Calls, Call, CallEvent, float, Outbox], None]] = {
+        Action.ANCHOR_OFFER: _do_anchor_offer,
+        Action.TRY_NEXT: _do_try_next,
+        Action.ABANDON_ATTEMPT: _do_abandon_attempt,
+        Action.RELAY_PROVISIONAL: _do_relay_provisional,
+        Action.ANSWER: _do_answer,
+        Action.FAIL_CALLER: _do_fail_caller,
+        Action.REFUSE_CALLER: _do_refuse_caller,
+        Action.ANSWER_487: _do_answer_487,
+        Action.CANCEL_ATTEMPT: _do_cancel_attempt,
+        Action.HANG_UP_OTHERS: _do_hang_up_others,
+        Action.RELAY_REQUEST: _do_relay_request,
+        Action.RELAY_ACK: _do_relay_ack,
+        Action.RELEASE: _do_release,
+    }
+
+    # ------------------------------------------------------------------ helpers
+    def _body(self, call: Call, leg: Leg, message: Message, now: float, kind: str) -> bytes:
+        """The body of ``message`` from ``leg`` for the other leg: anchored when relayed."""
+        if not call.media:
+            return message.body
+        return self.anchoring.body(call.a.local_tag, leg, call.other(leg), message, now, kind)
+
+    def _body_of(self, call: Call, now: float) -> Body:
+        return lambda leg, message, kind: self._body(call, leg, message, now, kind)
+
+    @staticmethod
+    def _answer_headers(a: Leg, response: Response) -> list[Header]:
+        headers: list[Header] = [("Contact", a.local.contact), ("Allow", ALLOW)]
+        headers.extend(copy_allowed(response, RESPONSE_HEADERS))
+        return headers
+
+    # --------------------------------------------------------- requests within calls
+    def on_ack(self, ack: Request, now: float, out: Outbox) -> None:
+        to = ack.to
+        if to is None or not to.tag:
+            return
+        found = self.dialogs.get((ack.call_id or "", to.tag))
+        if found is not None:
+            self._feed(found[0], Acked(found[1], ack), now, out)
+
+    def on_cancel(self, request: Request, key: str | None, now: float, out: Outbox) -> None:
+        invite_key = out.find_invite(request)
+        call = self.invites.get(invite_key) if invite_key is not None else None
+        out.respond(key, make_response(request, 481 if call is None else 200, to_tag=new_tag()),
+                    now)  # fmt: skip
+        if call is not None:
+            self._feed(call, Cancelled(), now, out)
+
+    def on_ack_timeout(self, key: str, now: float, out: Outbox) -> None:
+        call = self.invites.pop(key, None)
+        if call is not None:
+            self._feed(call, HungUp("no ACK"), now, out)
+
+    def in_dialog(self, request: Request, key: str | None, now: float, out: Outbox) -> None:
+        """A request with a To tag: the A-leg's or B-leg's SIP as a call event."""
+        to = request.to
+        assert to is not None
+        found = self.dialogs.get((request.call_id or "", to.tag or ""))
+        if found is None:
+            self._answer(key, request, 481, now, out)
+            return
+        call, leg = found
+        cseq = request.cseq
+        if cseq is not None and not leg.accept_remote_cseq(cseq.seq):
+            self._answer(key, request, 500, now, out, reason="Out of Order")
+            return
+        other = call.other(leg)
+        method = request.method
+        if method == "BYE":
+            self._answer(key, request, 200, now, out)
+            self._feed(call, Disconnected(leg), now, out)
+            return
+        if method == "OPTIONS":
+            self._answer(key, request, 200, now, out, capabilities())
+            return
+        if other is None or call.ended:
+            self._answer(key, request, 481, now, out)
+            return
+        if method == "PRACK":
+            self._feed(call, Pracked(leg, request, key), now, out)
+            return
+        if method not in _RELAYED:
+            self._answer(key, request, 501, now, out, [("Allow", ALLOW)])
+            return
+        if method == "INVITE":
+            if leg.reinvite_pending or not other.confirmed:
+                self._answer(key, request, 491, now, out, reason="Request Pending")
+                return
+            leg.reinvite_pending = True
+            leg.learn_from_request(request)
+        elif method == "UPDATE":
+            leg.learn_from_request(request)
+        event = Updated if method in ("INVITE", "UPDATE") else Info
+        self._feed(call, event(leg, request, key), now, out)
+
+    @staticmethod
+    def _answer(
+        key: str | None, request: Request, status: int, now: float, out: Outbox,
+        headers: list[Header] | None = None, reason: str | None = None,
+    ) -> None:  # fmt: skip
+        out.respond(key, make_response(request, status, reason, to_tag=new_tag(),
+                                       headers=headers or []), now)  # fmt: skip
+
+    # --------------------------------------------------------------------- responses
+    def on_response(self, key: str, response: Response, now: float, out: Outbox) -> None:
+        client = self.clients.get(key)
+        if client is None:
+            return
+        if response.status >= 200:
+            del self.clients[key]
+        if client.purpose == "invite" and client.attempt is not None:
+            self._invite_response(client.call, client.attempt, key, response, now, out)
+        elif client.purpose == "relay" and client.relay is not None and response.status >= 200:
+            call = client.call
+            hang_up = relay_response(client.relay, response, self._body_of(call, now), now, out)
+            if hang_up is not None:
+                self._feed(call, HungUp(hang_up), now, out)
+
+    def _invite_response(self, call: Call, b: UacLeg, key: str, response: Response,
+                         now: float, out: Outbox) -> None:  # fmt: skip
+        if b is not call.b or key != b.key or call.ended:
+            if 200 <= response.status < 300:
+                # an answer from an attempt given up, or after the caller left: ACK + BYE
+                b.learn_from_response(response)
+                out.ack(b.ack_of(response), b.dest, now)
+                self._bye(call, b, now, out)
+            return
+        status = response.status
+        if status in (401, 407) and self._answer_challenge(call, b, response, now, out):
+            return
+        peer = call.peers.get(b.peer)
+        failover_on = peer.failover_on if peer is not None else ()
+        event = b.translate(response, failover_on, bool(call.targets))
+        if isinstance(event, FailedOver):
+            log.info("call %s: %d from %s, trying next", call.a.call_id, status, b.peer)
+        if event is not None:
+            self._feed(call, event, now, out)
+
+    def _answer_challenge(self, call: Call, b: UacLeg, response: Response, now: float,
+                          out: Outbox) -> bool:  # fmt: skip
+        peer = call.peers.get(b.peer)
+        if b.answer_challenge(response, peer) is None:
+            return False
+        self._send_invite(call, b, peer.setup_timeout if peer is not None else 3.0, now, out)
+        return True
+
+    def on_timeout(self, key: str, now: float, out: Outbox) -> None:
+        client = self.clients.pop(key, None)
+        if client is None:
+            return
+        call = client.call
+        if client.purpose == "invite":
+            if call.b is not None and key == call.b.key:
+                self._feed(call, NoAnswer(), now, out)
+        elif client.purpose == "relay" and client.relay is not None:
+            relay_timed_out(client.relay, now, out)
+            if not call.ended:
+                self._feed(call, HungUp("in-dialog request timed out"), now, out)
+
+    # --------------------------------------------------------------------- deadlines
+    def on_deadline(self, ref: object, at: float, now: float, out: Outbox) -> None:
+        if not isinstance(ref, _Timer) or self.stale(ref, at):
+            return
+        call = ref.call
+        if ref.kind == "setup":
+            call.setup_deadline = None
+            self._feed(call, NoAnswer(), now, out)
+            return
+        due = call.a.retransmit(now, out)
+        if due is not None:
+            out.at(due, self, _Timer("1xx", call))
+
+    def stale(self, ref: object, at: float) -> bool:
+        if not isinstance(ref, _Timer):
+            return True
+        call = ref.call
+        if call.ended:
+            return True
+        if ref.kind == "1xx":
+            return call.a.final_sent or not call.a.unacked
+        return call.setup_deadline != at or call.state is not CallState.ROUTING
+
+    # ------------------------------------------------------------------ node commands
+    def hangup_all(self, now: float, out: Outbox) -> None:
+        """End every call in progress (shutdown): BYE or CANCEL/final on each leg."""
+        for call in list(self.calls):
+            self._feed(call, HungUp("shutdown"), now, out)
+
+    def hangup_idle(self, now: float, timeout: float, out: Outbox) -> None:
+        """End the answered calls whose media has been silent ``timeout`` seconds."""
+        for key in self.anchoring.idle(now, timeout):
+            call = self.media_calls.get(key)
+            if call is None:
+                self.anchoring.release(key)
+                continue
+            if call.answered_at is not None and now - call.answered_at >= timeout:
+                log.info("call %s: no media for %g s, hanging up", call.a.call_id, timeout)
+                self._feed(call, HungUp("media timeout"), now, out)
+
+
+def _retry_after(refusal: Refusal) -> list[Header]:
+    return [("Retry-After", str(refusal.retry_after))]

@@ -1,0 +1,109 @@
+"""Requests within a call relayed from one leg to the other (re-INVITE, UPDATE, INFO,
+MESSAGE, PRACK) and their final responses relayed back, each leg with its own dialog.
+
+A re-INVITE's 2xx is ACKed on the leg it was sent on at once when it carried an offer; when
+the offer is in the 2xx (late offer), that ACK waits for the ACK of the leg the re-INVITE came
+from and carries its SDP answer. A PRACK carries the callee side's RSeq (``UasLeg.pracked``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..outbox import Outbox
+from ..sip.ids import new_tag
+from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
+from .anchoring import kind_of_reply
+from .call import Call
+from .events import Acked, Info, Pracked, Updated
+from .headers_policy import ALLOW, REQUEST_HEADERS, RESPONSE_HEADERS, copy_allowed
+from .leg import Leg
+
+__all__ = ["Relay", "relay_ack", "relay_request", "relay_response", "relay_timed_out"]
+
+Body = Callable[[Leg, Message, str], bytes]
+"""The body of a message from a leg, for the other leg (``kind``: offer or answer)."""
+
+
+@dataclass(slots=True)
+class Relay:
+    """A request relayed from one leg to the other: answer ``server_key`` on ``from_leg``
+    when the request sent on the other leg gets its final response."""
+
+    call: Call
+    from_leg: Leg
+    server_key: str | None
+    original: Request
+    sent: Request
+
+
+def relay_request(call: Call, event: Updated | Info | Pracked, body: Body, now: float,
+                  out: Outbox) -> Relay | None:  # fmt: skip
+    """The request for the other leg (None: a PRACK of nothing known, answered 481); the
+    caller sends ``Relay.sent`` in a client transaction of its own."""
+    leg, request, key = event.leg, event.request, event.key
+    other = call.other(leg)
+    assert other is not None
+    if isinstance(event, Pracked):
+        b = call.b
+        b_rseq = call.a.pracked(request)
+        if b_rseq is None or b is None or b.invite is None or b.invite.cseq is None:
+            out.respond(key, make_response(request, 481, to_tag=new_tag()), now)
+            return None
+        headers: list[Header] = [("RAck", f"{b_rseq} {b.invite.cseq.seq} INVITE")]
+        headers.extend(copy_allowed(request, REQUEST_HEADERS))
+        sent = other.request("PRACK", headers=headers, body=body(leg, request, "answer"))
+    else:
+        headers = copy_allowed(request, REQUEST_HEADERS)
+        if request.method == "INVITE":
+            headers.append(("Allow", ALLOW))
+        sent = other.request(request.method, headers=headers, body=body(leg, request, "offer"))
+    return Relay(call, leg, key, request, sent)
+
+
+def relay_ack(call: Call, event: Acked, body: Body, now: float, out: Outbox) -> None:
+    """The other leg's ACK that waited for this one (late offer), with its SDP answer."""
+    other = call.other(event.leg)
+    if call.late_ack is None or call.late_ack is not other or other is None:
+        return
+    call.late_ack = None
+    ack = other.ack(call.late_ack_cseq, body=body(event.leg, event.request, "answer"),
+                    headers=copy_allowed(event.request, REQUEST_HEADERS))  # fmt: skip
+    out.ack(ack, other.dest, now)
+
+
+def relay_response(relay: Relay, response: Response, body: Body, now: float,
+                   out: Outbox) -> str | None:  # fmt: skip
+    """Relay a final response back; the reason to hang the call up, if any (408, 481)."""
+    status = response.status
+    call = relay.call
+    method = relay.sent.method
+    to_leg = call.other(relay.from_leg)
+    if method == "INVITE":
+        relay.from_leg.reinvite_pending = False
+        if 200 <= status < 300 and to_leg is not None:
+            to_leg.learn_from_response(response)
+            cseq = response.cseq.seq if response.cseq else to_leg.local_cseq
+            if relay.sent.body:
+                out.ack(to_leg.ack(cseq), to_leg.dest, now)
+            else:
+                call.late_ack = to_leg
+                call.late_ack_cseq = cseq
+    headers = copy_allowed(response, RESPONSE_HEADERS)
+    if method in ("INVITE", "UPDATE") and 200 <= status < 300:
+        headers = [("Contact", relay.from_leg.local.contact), *headers]
+    content = body(to_leg, response, kind_of_reply(relay.sent)) if to_leg is not None else b""
+    out.respond(relay.server_key, make_response(
+        relay.original, status, reason_phrase(status), to_tag=new_tag(), headers=headers,
+        body=content), now)  # fmt: skip
+    if status in (408, 481) and not call.ended:
+        return f"{status} on in-dialog {method}"
+    return None
+
+
+def relay_timed_out(relay: Relay, now: float, out: Outbox) -> None:
+    """No final response on the other leg: 408 to the leg the request came from."""
+    if relay.sent.method == "INVITE":
+        relay.from_leg.reinvite_pending = False
+    out.respond(relay.server_key, make_response(relay.original, 408, to_tag=new_tag()), now)

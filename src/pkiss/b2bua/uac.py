@@ -1,0 +1,170 @@
+"""The B-leg: the node as UAC toward one candidate of the callee side. Built from scratch for
+each attempt (new Call-ID, tags, Via, Contact, CSeq; only allowlisted headers copied; From and
+P-Asserted-Identity re-homed on the node, numbers rewritten). It translates the candidate's
+responses into call events, answers a carrier's 401/407 once with the peer's ``auth``
+credentials (RFC 3261 §22.2), ACKs 2xx, and PRACKs reliable provisionals itself when the
+caller does not support 100rel."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from ..config import Peer
+from ..routing import Target, rewrite
+from ..routing.failover import caller_status, fails_over
+from ..sip.digest import authorization, parse_challenge
+from ..sip.errors import ParseError
+from ..sip.headers import NameAddr, parse_name_addr
+from ..sip.ids import new_call_id, new_tag
+from ..sip.message import Header, Request, Response
+from ..sip.transaction import Addr
+from ..sip.uri import SipURI, TelURI, format_host
+from ..transport.listeners import LocalAddress
+from .events import Answered, CallEvent, Failed, FailedOver, Ringing, Trying
+from .headers_policy import ALLOW, REQUEST_HEADERS, copy_allowed
+from .leg import Leg
+from .uas import UasLeg
+
+__all__ = ["UacLeg", "build_attempt", "reliable_rseq"]
+
+log = logging.getLogger("pkiss.b2bua")
+
+_OWN = frozenset({"via", "max-forwards", "from", "to", "call-id", "cseq", "route", "contact",
+                  "content-length", "authorization", "proxy-authorization"})  # fmt: skip
+
+
+class UacLeg(Leg):
+    __slots__ = ("auth_tried", "invite", "key")
+
+    def __init__(self, peer: str, local_party: str, remote_party: str, remote_target: str,
+                 dest: Addr, local: LocalAddress) -> None:  # fmt: skip
+        super().__init__("B", peer, new_call_id(), new_tag(), local_party, remote_party,
+                         remote_target, dest, local, local_cseq=1)  # fmt: skip
+        self.invite: Request | None = None  # the INVITE of the current attempt
+        self.key: str | None = None  # its client transaction
+        self.auth_tried = False  # the candidate's 401/407 was answered once
+
+    def translate(self, response: Response, failover_on: tuple[int, ...],
+                  more: bool) -> CallEvent | None:  # fmt: skip
+        """The call event a response to the current INVITE is (None: none)."""
+        status = response.status
+        if status < 200:
+            if status == 100:
+                return Trying()
+            if self.confirmed:
+                return None  # a provisional overtaken by the 2xx (UDP reordering)
+            self.learn_from_response(response)
+            return Ringing(response)
+        if status < 300:
+            self.learn_from_response(response)
+            self.confirmed = True
+            return Answered(response)
+        if fails_over(status, failover_on, more):
+            return FailedOver(status)
+        return Failed(caller_status(status))
+
+    def answer_challenge(self, response: Response, peer: Peer | None) -> Request | None:
+        """The same INVITE again with credentials (CSeq + 1, a new branch), or None: no
+        ``auth`` for that peer, a second challenge (a refusal), or one it cannot answer."""
+        credentials = peer.auth if peer is not None else None
+        previous = self.invite
+        if credentials is None or self.auth_tried or previous is None:
+            return None
+        proxy = response.status == 407
+        value = response.header("proxy-authenticate" if proxy else "www-authenticate")
+        try:
+            challenge = parse_challenge(value or "")
+            answer = authorization(
+                challenge, credentials.username, credentials.password, "INVITE",
+                self.remote_target, new_tag(),
+            )  # fmt: skip
+        except ParseError as exc:
+            log.info("call to %s: cannot answer its challenge: %s", self.peer, exc.reason)
+            return None
+        self.auth_tried = True
+        headers = [h for h in previous.headers if h[0].lower() not in _OWN]
+        headers.append(("Proxy-Authorization" if proxy else "Authorization", answer))
+        self.invite = self.request(
+            "INVITE", headers=headers, body=previous.body,
+            max_forwards=previous.max_forwards or 70,
+        )  # fmt: skip
+        return self.invite
+
+    def ack_of(self, response: Response, body: bytes = b"",
+               headers: list[Header] | None = None) -> Request:  # fmt: skip
+        cseq = response.cseq.seq if response.cseq else self.local_cseq
+        return self.ack(cseq, body=body, headers=headers or ())
+
+    def prack_of(self, b_rseq: int) -> Request:
+        assert self.invite is not None and self.invite.cseq is not None
+        return self.request("PRACK", headers=[("RAck", f"{b_rseq} {self.invite.cseq.seq} INVITE")])
+
+
+def reliable_rseq(response: Response) -> int | None:
+    """The RSeq of a reliable provisional (RFC 3262), else None."""
+    if not response.has("rseq") or not any(
+        v.lower() == "100rel" for v in response.values("require")
+    ):
+        return None
+    text = response.header("rseq") or ""
+    return int(text) if text.strip().isdigit() else 0
+
+
+def build_attempt(
+    a: UasLeg, number: str, source_peer: str, target: Target, peers: Mapping[str, Peer],
+    local: LocalAddress, offer: bytes | None,
+) -> UacLeg:  # fmt: skip
+    """The B-leg toward ``target`` and its INVITE (``offer``: the caller's SDP as anchored)."""
+    a_invite = a.invite
+    frm = a_invite.from_
+    assert frm is not None
+    peer = peers.get(target.peer)
+    source = peers.get(source_peer)
+    inbound = source.rewrite.inbound if source is not None else ()
+    outbound = peer.rewrite.outbound if peer is not None else ()
+
+    def renumber(text: str) -> str:
+        return rewrite(outbound, rewrite(inbound, text))
+
+    display, from_uri = _identity(frm, format_host(local.host), renumber)
+    domain = (peer.domain if peer is not None else None) or format_host(target.addr.host)
+    port = "" if peer is not None and peer.domain else f":{target.addr.port}"
+    transport = "" if target.addr.transport == "udp" else f";transport={target.addr.transport}"
+    called = rewrite(outbound, number) if number else "anonymous"
+    ruri = f"sip:{called}@{domain}{port}{transport}"
+    b = UacLeg(target.peer, local_party=_party(display, from_uri),
+               remote_party=f"<sip:{called}@{domain}>", remote_target=ruri, dest=target.addr,
+               local=local)  # fmt: skip
+    max_forwards = a_invite.max_forwards
+    headers: list[Header] = [("Allow", ALLOW)]
+    if a.reliable:
+        headers.append(("Supported", "100rel"))
+    headers.extend(copy_allowed(a_invite, REQUEST_HEADERS))
+    for pai in a_invite.values("p-asserted-identity"):
+        try:
+            pdisplay, puri = _identity(parse_name_addr(pai), local.hostport, renumber)
+            headers.append(("P-Asserted-Identity", _party(pdisplay, puri)))
+        except ParseError:  # a bad PAI is not worth failing the call
+            continue
+    b.invite = b.request(
+        "INVITE", headers=headers, body=offer if offer is not None else a_invite.body,
+        cseq=b.local_cseq, max_forwards=(max_forwards - 1) if max_forwards is not None else 69,
+    )  # fmt: skip
+    return b
+
+
+def _identity(value: NameAddr, host: str, renumber: Callable[[str], str]) -> tuple[str | None, str]:
+    """Display name and user of an identity, re-homed on ``host``, its number rewritten."""
+    uri = value.uri
+    if isinstance(uri, TelURI):
+        return value.display, f"tel:{renumber(uri.number)}"
+    user = uri.user if isinstance(uri, SipURI) else None
+    if user:
+        user = renumber(user)
+    text = f"sip:{user}@{host}" if user else f"sip:{host}"
+    return value.display, text
+
+
+def _party(display: str | None, uri: str) -> str:
+    return f"{display} <{uri}>" if display else f"<{uri}>"

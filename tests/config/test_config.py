@@ -697,3 +697,21 @@ def test_good_state_and_storage_urls_pass() -> None:
         'storage: {cdr: "postgresql://cdr:pw@db.example:5432/pkiss"}\n'
     )
     assert config.state.endswith("/2") and config.storage.cdr.startswith("postgresql://")
+
+
+# --- media.learn ---------------------------------------------------------------------------------
+
+
+def test_media_learn_defaults_to_signalled_and_takes_first_packet() -> None:
+    assert parse(PEERS).media.learn == "signalled"
+    assert parse(PEERS + "media: {learn: first-packet}\n").media.learn == "first-packet"
+    assert parse(PEERS + "media: {learn: signalled}\n").media.learn == "signalled"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("always", "'always'"), ("first_packet", "'first_packet'"), ("1", "1")]
+)
+def test_a_bad_media_learn_names_the_field(value: str, shown: str) -> None:
+    assert errors_of(PEERS + f"media: {{learn: {value}}}\n") == [
+        f"media.learn: must be signalled or first-packet, not {shown}"
+    ]

@@ -414,6 +414,11 @@ class Media(_Frozen):
     """rtpengine's ng control socket."""
     timeout: Seconds = 60.0
     """Seconds without RTP in either direction before a call is ended."""
+    learn: Literal["signalled", "first-packet"] = "signalled"
+    """Which media sources the built-in relay accepts: ``signalled``, only the hosts a side's
+    SDP or SIP names; ``first-packet``, also the source of a side's first packet within 3 s of
+    an offer or answer, wherever it comes from (phones that send RTP from another address than
+    their SDP names), at the price of RTP bleed within that window (docs/security.md)."""
 
 
 class Host(_Frozen):

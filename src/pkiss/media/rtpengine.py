@@ -10,6 +10,13 @@ refused at once (503) instead of each waiting for the timeout.
 Tags: the call is rtpengine's ``call-id`` (the SBC's key for the call), the sides are the
 tags ``a`` and ``b``: an offer from side X has ``from-tag`` X, the answer to it ``from-tag``
 X and ``to-tag`` the answering side, which is how rtpengine tells its monologues apart.
+
+Media sources: rtpengine learns each side's source from its packets during the first seconds
+after signalling (its ``--endpoint-learning``: ``delayed``, 3 s, by default; ``heuristic``
+prefers the address the SDP names; ``off`` never learns). Every offer and answer carries the
+``strict-source`` flag: once learned, packets from any other source are dropped (without it,
+rtpengine forwards whatever reaches the port: RTP bleed for the whole call). ``media.learn``
+has no per-call counterpart in rtpengine: it is the built-in relay's.
 """
 
 from __future__ import annotations
@@ -110,7 +117,7 @@ class RtpEngine:
         request: dict[str, Any] = {
             "command": kind, "call-id": call, "sdp": body,
             "replace": ["origin", "session-connection"], "ICE": "remove",
-            "received-from": [family, peer_host],
+            "received-from": [family, peer_host], "flags": ["strict-source"],
         }  # fmt: skip
         if kind == "offer":
             request["from-tag"] = side

@@ -13,16 +13,16 @@ users or software); what media needs passes untouched. Dropped (``_TYPES``, ``_D
   §5.4-5.6 describe them as the originator's) and ``k=`` (obsolete, RFC 8866 §5.12);
   lines of a type RFC 8866 does not define, which its parsers must ignore anyway (§5);
 - ``a=tool`` (names the software and its version, RFC 8866 §6.3);
-- ``a=ssrc``, ``a=ssrc-group`` (RFC 5576), ``a=msid``, ``a=msid-semantic`` (RFC 8830): the
-  CNAME there is the sender's RTCP name, which phones fill with their SIP URI and address
-  (baresip: ``cname:sip:+33987650001@127.0.6.1``), and stream ids are stable identifiers of
-  the endpoint. They are dropped rather than given an opaque value: all are optional hints
-  (RFC 5576: a receiver learns SSRCs and CNAMEs from the media itself; RFC 8830 with JSEP,
-  RFC 8829: without ``msid`` a receiver puts the tracks in a default stream), and a made-up
-  CNAME would contradict the one in the sender's RTCP. A relay that does not terminate RTCP
-  cannot do better than the sender's own SDES; SRTCP hides it on the wire. (rtpengine 10.5 passes all four through;
-  Kamailio's topos does not touch bodies; B2BUAs that write their own SDP, such as
-  Asterisk or FreeSWITCH, do not copy the other side's.)
+- ``a=ssrc``, ``a=ssrc-group`` (RFC 5576), ``a=msid``, ``a=msid-semantic`` (RFC 8830): the CNAME
+  there is the sender's RTCP name, which phones fill with their SIP URI and address (baresip:
+  ``cname:sip:+33987650001@127.0.6.1``), and stream ids are stable identifiers of the endpoint.
+  They are dropped rather than given an opaque value: all are optional hints (RFC 5576: a
+  receiver learns SSRCs and CNAMEs from the media itself; RFC 8830 with JSEP, RFC 8829: without
+  ``msid`` a receiver puts the tracks in a default stream), and a made-up CNAME would contradict
+  the one in the sender's RTCP. A relay that does not terminate RTCP cannot do better than the
+  sender's own SDES; SRTCP hides it on the wire. (rtpengine 10.5 passes all four through;
+  Kamailio's topos does not touch bodies; B2BUAs that write their own SDP, such as Asterisk or
+  FreeSWITCH, do not copy the other side's.)
 - ``a=identity`` (RFC 8827: an identity assertion naming the user), ``a=altc`` (RFC
   6947: alternative addresses), ``a=path`` (MSRP, RFC 4975: a URI with the host's address).
 

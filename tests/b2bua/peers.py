@@ -11,6 +11,7 @@ from pkiss.routing.attribution import PeerIndex
 from pkiss.sip.message import Message, Request, Response
 from pkiss.sip.parser import parse_datagram
 from pkiss.sip.transaction import Addr, Send
+from pkiss.sip.uri import SipURI, parse_uri
 from pkiss.transport.listeners import LocalAddress
 
 OPERATOR = Addr("udp", "127.0.0.2", 5060)
@@ -106,10 +107,18 @@ def answer(request: Request, status: int, tag: str = "pbx", *, sdp: bool = False
         + "".join(f"Via: {v}\r\n" for v in request.header_lines("via"))
         + f"From: {request.header('from')}\r\nTo: {to_value}\r\n"
         f"Call-ID: {request.header('call-id')}\r\nCSeq: {request.header('cseq')}\r\n"
-        "Contact: <sip:127.0.0.3:5060>\r\n"
+        f"Contact: <sip:{_hostport(request)}>\r\n"
         + ("Content-Type: application/sdp\r\n" if sdp else "")
         + f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+def _hostport(request: Request) -> str:
+    """Where the answering peer says it is (its Contact): the host the request was sent to."""
+    uri = request.uri if not isinstance(request.uri, str) else parse_uri(request.uri)
+    if isinstance(uri, SipURI) and uri.host.startswith("127.0.0."):
+        return f"{uri.host}:{uri.port or 5060}"
+    return "127.0.0.3:5060"
 
 
 def in_dialog(method: str, n: int, to_tag: str, cseq: int, branch: str = "x") -> bytes:

@@ -547,7 +547,7 @@ def test_keys_that_belong_to_the_other_role() -> None:
         "peers.op.routes: only for pbx peers",
         "peers.op.caller_id: only for pbx peers",
         "peers.pbx.register: only for carrier peers",
-        "peers.pbx.auth: only for carrier peers",
+        "peers.pbx.auth.username: only for carrier peers",
         "peers.pbx.routes[0].via[0]: pbx is a pbx, not a carrier",
     ]
 
@@ -714,4 +714,32 @@ def test_media_learn_defaults_to_signalled_and_takes_first_packet() -> None:
 def test_a_bad_media_learn_names_the_field(value: str, shown: str) -> None:
     assert errors_of(PEERS + f"media: {{learn: {value}}}\n") == [
         f"media.learn: must be signalled or first-packet, not {shown}"
+    ]
+
+
+def test_auth_algorithms() -> None:
+    errors = errors_of(
+        with_peers(
+            """
+            c: {role: pbx, hosts: [10.0.0.3], match: {username: c}, password: x,
+                auth: {algorithms: [SHA1]}}
+            d: {role: carrier, hosts: [10.0.0.4], auth: {username: u}}
+            """
+        )
+    )
+    assert errors == [
+        "peers.c.auth.algorithms[0]: must be MD5 or SHA-256, not 'SHA1'",
+        "peers.d.auth: username and password go together (the answer to a carrier's challenge)",
+    ]
+    errors = errors_of(
+        with_peers(
+            """
+            a: {role: pbx, hosts: [10.0.0.1], match: {username: a}, password: x,
+                auth: {algorithms: [SHA-256, MD5]}}
+            b: {role: pbx, hosts: [10.0.0.2], auth: {algorithms: [SHA-256]}}
+            """
+        )
+    )
+    assert errors == [
+        "peers.b.auth.algorithms: only used with match.username (the peers the SBC challenges)"
     ]

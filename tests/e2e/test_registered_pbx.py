@@ -51,5 +51,7 @@ def test_registered_pbx_receives_calls_at_its_registered_address(
                  remote=("127.0.0.1", sbc_port), service=DID, caller="+4420123",
                  calls=1).start().check()  # fmt: skip
     pbx.check()
-    assert f"INVITE sip:{DID}@{PBX}:{pbx_port} SIP/2.0" in pbx.messages()
+    # the Request-URI is the Contact it registered; the called number is in To
+    assert f"INVITE sip:remote1@{PBX}:{pbx_port};transport=UDP SIP/2.0" in pbx.messages()
+    assert f"To: <sip:{DID}@{PBX}>" in pbx.messages()
     assert "peer remote-pbx registered from" in sbc.log()

@@ -56,3 +56,38 @@ def test_remote_cseq_must_not_go_backwards() -> None:
     assert dialog.accept_remote_cseq(9)
     assert not dialog.accept_remote_cseq(8)
     assert dialog.remote_cseq == 9
+
+
+def test_a_strict_router_first_becomes_the_request_uri_and_the_target_the_last_route() -> None:
+    dialog = _dialog()
+    dialog.route_set = ["<sip:strict.example;method=INVITE>", "<sip:p2.example;lr>"]
+    bye = dialog.build("BYE", VIA)
+    assert bye.uri_text == "sip:strict.example"  # no method parameter in a Request-URI
+    assert [str(r.uri) for r in bye.route] == ["sip:p2.example;lr", "sip:bob@192.0.2.9"]
+    assert dialog.next_hop() == "sip:strict.example"
+
+
+def test_loose_routing_whatever_the_lr_value_and_next_hop() -> None:
+    dialog = _dialog()
+    assert dialog.next_hop() == "sip:bob@192.0.2.9"  # no route set: the remote target
+    dialog.route_set = ["<sip:192.0.2.7:5080;lr=on>"]  # older proxies write lr=on
+    bye = dialog.build("BYE", VIA)
+    assert bye.uri_text == "sip:bob@192.0.2.9"
+    assert [str(r.uri) for r in bye.route] == ["sip:192.0.2.7:5080;lr=on"]
+    assert dialog.next_hop() == "sip:192.0.2.7:5080;lr=on"
+
+
+def test_a_target_refresh_changes_the_target_not_the_route_set() -> None:
+    dialog = _dialog()
+    dialog.route_set = ["<sip:p1.example;lr>"]
+    ok = parse_datagram(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKy\r\n"
+        b"Record-Route: <sip:elsewhere.example;lr>\r\n"
+        b"From: <sip:alice@192.0.2.1>;tag=ours\r\nTo: <sip:bob@192.0.2.9>;tag=theirs\r\n"
+        b"Call-ID: cid-1\r\nCSeq: 3 INVITE\r\nContact: <sip:bob@198.51.100.5>\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert isinstance(ok, Response)
+    dialog.refresh_target(ok)
+    assert dialog.remote_target == "sip:bob@198.51.100.5"
+    assert dialog.route_set == ["<sip:p1.example;lr>"]

@@ -38,7 +38,7 @@ from ..registration.bindings import Bindings
 from ..routing import Limits, Refusal, Router, Target
 from ..routing.failover import exhausted_status
 from ..sdp import SdpError
-from ..security.auth import DigestAuth
+from ..security.auth import DEFAULT, DigestAuth
 from ..sip.ids import new_tag
 from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
 from ..sip.transaction import Addr
@@ -161,8 +161,10 @@ class Calls:
             self._refuse(request, key, 403, now, out)
             return
         if peer.match.username:
-            challenge = self.auth.check(request, source, peer.match.username,
-                                        peer.password or "", now, peer=peer.name)  # fmt: skip
+            challenge = self.auth.check(
+                request, source, peer.match.username, peer.password or "", now, peer=peer.name,
+                algorithms=peer.auth.algorithms if peer.auth is not None else DEFAULT,
+            )  # fmt: skip
             if challenge is not None:
                 out.respond(key, challenge, now)
                 return
@@ -181,7 +183,9 @@ class Calls:
                              why=f"{decision.registered} not registered")  # fmt: skip
                 return
             # latching: the address its REGISTER came from, NAT or not
-            targets = [Target(decision.registered, binding.source)]
+            # and R-URI the Contact it registered (RFC 3261 §10.3, §16.5): a phone answers
+            # its own URI; the called number is in To
+            targets = [Target(decision.registered, binding.source, binding.contact)]
         refusal = self.limits.admit(peer.name, peer.limits, now)
         if refusal is not None:
             self.stats["limited"] += 1
@@ -301,7 +305,8 @@ class Calls:
         b_rseq = reliable_rseq(response)
         if b_rseq is not None and not a.reliable:
             prack = b.prack_of(b_rseq)  # the caller cannot PRACK: the node does
-            self.clients[out.request(prack, b.dest, self, now)] = _Client("prack", call)
+            key = out.request(prack, b.next_address(), self, now)
+            self.clients[key] = _Client("prack", call)
         headers = self._answer_headers(a, response)
         body = self._body(call, b, response, now, kind_of_reply(a.invite))
         if a.provisional(response.status, headers, body, b_rseq, now, out):
@@ -313,7 +318,7 @@ class Calls:
         call.answered_at = now
         self.stats["answered"] += 1
         if b.invite is not None and b.invite.body:
-            out.ack(b.ack_of(response), b.dest, now)
+            out.ack(b.ack_of(response), b.next_address(), now)
         else:
             call.late_ack = b
             call.late_ack_cseq = response.cseq.seq if response.cseq else b.local_cseq
@@ -363,7 +368,9 @@ class Calls:
             self._bye(call, b, now, out)
 
     def _bye(self, call: Call, leg: Leg, now: float, out: Outbox) -> None:
-        self.clients[out.request(leg.request("BYE"), leg.dest, self, now)] = _Client("bye", call)
+        self.clients[out.request(leg.request("BYE"), leg.next_address(), self, now)] = _Client(
+            "bye", call
+        )
 
     def _do_relay_request(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
         assert isinstance(event, (Updated, Info, Pracked))
@@ -371,7 +378,7 @@ class Calls:
         if relay is not None:
             other = call.other(event.leg)
             assert other is not None
-            key = out.request(relay.sent, other.dest, self, now)
+            key = out.request(relay.sent, other.next_address(), self, now)
             self.clients[key] = _Client("relay", call, relay)
 
     def _do_relay_ack(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
@@ -522,7 +529,7 @@ class Calls:
             if 200 <= response.status < 300:
                 # an answer from an attempt given up, or after the caller left: ACK + BYE
                 b.learn_from_response(response)
-                out.ack(b.ack_of(response), b.dest, now)
+                out.ack(b.ack_of(response), b.next_address(), now)
                 self._bye(call, b, now, out)
             return
         status = response.status

@@ -1,18 +1,25 @@
 """One leg of a call: the SBC's side of one SIP dialog (RFC 3261 §12), with its own Call-ID,
 tags, CSeq space, Contact and Via. Legs never share any of these: that is topology hiding.
 
-A leg sends its in-dialog requests to the address the dialog was set up with (``dest``), not to
-the peer's Contact: peers are known hosts, and latching keeps calls working behind NAT.
+A leg sends its in-dialog requests where RFC 3261 §12.2.1.1 says: to its first Route (the
+peer's record-routing proxy), else to its remote target (the peer's Contact), refreshed by
+re-INVITE and UPDATE. Latching to the address the dialog was set up with (``dest``) is the
+fallback: when that URI names no IP address (the node resolves no names), when it names a
+private address while the peer talks from a public one (a peer behind NAT), and over TCP or
+TLS when it names the host the connection already goes to (the connection is reused).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 from ..sip.dialog import Dialog
+from ..sip.errors import ParseError
 from ..sip.ids import new_branch
 from ..sip.message import Header, Request
 from ..sip.transaction import Addr
+from ..sip.uri import SipURI, parse_uri
 from ..transport.listeners import LocalAddress
 
 __all__ = ["Leg", "LocalAddress"]
@@ -22,7 +29,7 @@ class Leg(Dialog):
     """One side of a call: its dialog, the peer it belongs to, where its requests go
     (``dest``) and the SBC's own address on that side (``local``)."""
 
-    __slots__ = ("confirmed", "dest", "local", "peer", "reinvite_pending", "side")
+    __slots__ = ("_hop", "confirmed", "dest", "local", "peer", "reinvite_pending", "side")
 
     def __init__(
         self,
@@ -44,6 +51,7 @@ class Leg(Dialog):
         self.local = local
         self.confirmed = False
         self.reinvite_pending = False  # a re-INVITE from this leg awaits its answer (§14.1)
+        self._hop: tuple[str, Addr] | None = None  # (next hop URI, its address)
 
     def request(
         self,
@@ -60,6 +68,39 @@ class Leg(Dialog):
             body=body, cseq=cseq, max_forwards=max_forwards,
         )  # fmt: skip
 
+    def next_address(self) -> Addr:
+        """The address of this leg's next in-dialog request (see the module's docstring)."""
+        uri = super().next_hop()
+        cached = self._hop
+        if cached is not None and cached[0] == uri:
+            return cached[1]
+        addr = _address_of(uri, self.dest, bool(self.route_set))
+        self._hop = (uri, addr)
+        return addr
+
     def ack(self, invite_cseq: int, body: bytes = b"", headers: Sequence[Header] = ()) -> Request:
         """The ACK for a 2xx to our INVITE with that CSeq number (§13.2.2.4)."""
         return self.request("ACK", cseq=invite_cseq, body=body, headers=headers)
+
+
+def _address_of(text: str, latched: Addr, routed: bool) -> Addr:
+    try:
+        uri = parse_uri(text)
+    except ParseError:
+        return latched
+    if not isinstance(uri, SipURI):
+        return latched
+    host = uri.host_address
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return latched  # a name: no DNS on the call path
+    transport = uri.transport or ("tls" if uri.scheme == "sips" else latched.transport)
+    if transport not in ("udp", "tcp", "tls"):
+        return latched
+    if ip.is_private and not ipaddress.ip_address(latched.host).is_private:
+        return latched  # a private address seen from a public one: behind NAT
+    if transport != "udp" and not routed and host == latched.host:
+        return latched  # the connection the peer opened, reused
+    port = uri.port or (5061 if transport == "tls" else 5060)
+    return Addr(transport, host, port)

@@ -70,7 +70,7 @@ def relay_ack(call: Call, event: Acked, body: Body, now: float, out: Outbox) -> 
     call.late_ack = None
     ack = other.ack(call.late_ack_cseq, body=body(event.leg, event.request, "answer"),
                     headers=copy_allowed(event.request, REQUEST_HEADERS))  # fmt: skip
-    out.ack(ack, other.dest, now)
+    out.ack(ack, other.next_address(), now)
 
 
 def relay_response(relay: Relay, response: Response, body: Body, now: float,
@@ -80,13 +80,14 @@ def relay_response(relay: Relay, response: Response, body: Body, now: float,
     call = relay.call
     method = relay.sent.method
     to_leg = call.other(relay.from_leg)
+    if method in ("INVITE", "UPDATE") and 200 <= status < 300 and to_leg is not None:
+        to_leg.refresh_target(response)  # §12.2.1.2: the remote target, not the route set
     if method == "INVITE":
         relay.from_leg.reinvite_pending = False
         if 200 <= status < 300 and to_leg is not None:
-            to_leg.learn_from_response(response)
             cseq = response.cseq.seq if response.cseq else to_leg.local_cseq
             if relay.sent.body:
-                out.ack(to_leg.ack(cseq), to_leg.dest, now)
+                out.ack(to_leg.ack(cseq), to_leg.next_address(), now)
             else:
                 call.late_ack = to_leg
                 call.late_ack_cseq = cseq

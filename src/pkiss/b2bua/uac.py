@@ -71,6 +71,8 @@ class UacLeg(Leg):
         previous = self.invite
         if credentials is None or self.auth_tried or previous is None:
             return None
+        if credentials.username is None or credentials.password is None:
+            return None
         proxy = response.status == 407
         value = response.header("proxy-authenticate" if proxy else "www-authenticate")
         try:
@@ -132,7 +134,7 @@ def build_attempt(
     port = "" if peer is not None and peer.domain else f":{target.addr.port}"
     transport = "" if target.addr.transport == "udp" else f";transport={target.addr.transport}"
     called = rewrite(outbound, number) if number else "anonymous"
-    ruri = f"sip:{called}@{domain}{port}{transport}"
+    ruri = target.uri or f"sip:{called}@{domain}{port}{transport}"
     b = UacLeg(target.peer, local_party=_party(display, from_uri),
                remote_party=f"<sip:{called}@{domain}>", remote_target=ruri, dest=target.addr,
                local=local)  # fmt: skip

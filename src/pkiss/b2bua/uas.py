@@ -78,8 +78,11 @@ class UasLeg(Leg):
             return False
         self.final_sent = True
         self.final_status = status
+        headers = headers or []
+        if status < 300:
+            headers = [*self._record_route(), *headers]
         response = make_response(self.invite, status, reason, to_tag=self.local_tag,
-                                 headers=headers or [], body=body)  # fmt: skip
+                                 headers=headers, body=body)  # fmt: skip
         out.respond(self.key, response, now)
         return True
 
@@ -98,12 +101,18 @@ class UasLeg(Leg):
             self.rseq_map[self.rseq] = b_rseq
             headers = [*headers, ("Require", "100rel"), ("RSeq", str(self.rseq))]
         response = make_response(self.invite, status, reason_phrase(status),
-                                 to_tag=self.local_tag, headers=headers, body=body)  # fmt: skip
+                                 to_tag=self.local_tag, headers=[*self._record_route(), *headers],
+                                 body=body)  # fmt: skip
         if reliable:
             t1 = out.t1
             self.unacked[self.rseq] = Unacked(response, t1, now + t1, now + 64 * t1)
         out.respond(self.key, response, now)
         return reliable
+
+    def _record_route(self) -> list[Header]:
+        """§12.1.1: a response that creates the dialog (18x with a tag, 2xx) carries the
+        INVITE's Record-Route, so the caller's proxies stay on the path of its requests."""
+        return [("Record-Route", value) for value in self.route_set]
 
     def retransmit(self, now: float, out: Outbox) -> float | None:
         """Send again the reliable provisionals that are due; when to come back (None:

@@ -57,7 +57,10 @@ def _check_peer(path: str, peer: Peer, errors: list[str]) -> None:
                 break
 
     if peer.role == "pbx":
-        misplaced = {"register": peer.registration is not None, "auth": peer.auth is not None}
+        misplaced = {
+            "register": peer.registration is not None,
+            "auth.username": peer.auth is not None and peer.auth.username is not None,
+        }
     else:
         misplaced = {
             "dids": bool(peer.dids),
@@ -71,6 +74,9 @@ def _check_peer(path: str, peer: Peer, errors: list[str]) -> None:
         errors.append(f"{path}.password: required with match.username")
     if peer.match.username is None and peer.password is not None:
         errors.append(f"{path}.password: only used with match.username")
+    if peer.auth is not None and peer.auth.algorithms != ("MD5",) and not peer.match.username:
+        errors.append(f"{path}.auth.algorithms: only used with match.username (the peers the "
+                      "SBC challenges)")  # fmt: skip
     if peer.caller_id == "enforce" and not peer.dids and peer.role == "pbx":
         errors.append(f"{path}.caller_id: enforce needs dids")
 

@@ -469,11 +469,31 @@ class Match(_Frozen):
         return source
 
 
-class Credentials(_Frozen):
-    """Digest credentials the SBC answers a carrier's 401/407 with."""
+DigestAlgorithm = Literal["MD5", "SHA-256"]
 
-    username: str = Field(min_length=1)
-    password: str = Field(repr=False)
+
+class Credentials(_Frozen):
+    """Digest settings of a peer. ``username``/``password``: what the SBC answers this
+    carrier's 401/407 with. ``algorithms``: what the SBC offers when it challenges this peer
+    (a PBX or tenant with ``match.username``), in order."""
+
+    username: str | None = Field(default=None, min_length=1)
+    password: str | None = Field(default=None, repr=False)
+    algorithms: tuple[DigestAlgorithm, ...] = ("MD5",)
+    """Digest algorithms of the SBC's challenges (RFC 8760): MD5, which every UA answers,
+    unless SHA-256 is asked for; several only when listed (some UAs give up on a challenge
+    set holding an algorithm they lack)."""
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together (the answer to a carrier's "
+                             "challenge)")  # fmt: skip
+        if not self.algorithms:
+            raise ValueError("algorithms: name one at least (MD5 or SHA-256)")
+        if len(set(self.algorithms)) != len(self.algorithms):
+            raise ValueError("algorithms: each algorithm once")
+        return self
 
 
 class Registration(_Frozen):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from ..config import Peer
 from ..outbox import Outbox
-from ..security.auth import DigestAuth
+from ..security.auth import DEFAULT, DigestAuth
 from ..sip.digest import parse_credentials
 from ..sip.errors import ParseError
 from ..sip.ids import new_tag
@@ -47,6 +47,14 @@ class Registrar:
             if p.registered and p.match.username
         }
         self.active = bool(self.by_username)
+        # a REGISTER naming nobody yet is challenged with every algorithm a registered peer
+        # asks for, in the order first met (MD5 alone by default)
+        offered: list[str] = []
+        for _, p in self.by_username.values():
+            for algorithm in p.auth.algorithms if p.auth is not None else DEFAULT:
+                if algorithm not in offered:
+                    offered.append(algorithm)
+        self.algorithms = tuple(offered) or DEFAULT
         self.bindings.retain({name for name, _ in self.by_username.values()})
 
     def on_register(
@@ -64,11 +72,15 @@ class Registrar:
             if value is not None:
                 log.info("REGISTER from %s: no registered peer for user %r", source, username)
                 self.auth.failed(source, now)
-            out.respond(key, self.auth.challenge(request, source, now, registrar=True), now)
+            first = self.auth.challenge(request, source, now, registrar=True,
+                                        algorithms=self.algorithms)  # fmt: skip
+            out.respond(key, first, now)
             return
         name, peer = found
-        challenge = self.auth.check(request, source, username or "", peer.password or "", now,
-                                    registrar=True, peer=name)  # fmt: skip
+        challenge = self.auth.check(
+            request, source, username or "", peer.password or "", now, registrar=True, peer=name,
+            algorithms=peer.auth.algorithms if peer.auth is not None else DEFAULT,
+        )  # fmt: skip
         if challenge is not None:
             out.respond(key, challenge, now)
             return

@@ -85,10 +85,12 @@ class PeerLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One candidate destination: a host of a peer."""
+    """One candidate destination: a host of a peer (``uri``: the Request-URI to send it, when
+    not the called number at that host: the Contact a PBX registered)."""
 
     peer: str
     addr: Addr
+    uri: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

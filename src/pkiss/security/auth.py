@@ -1,8 +1,10 @@
 """Digest challenges the node makes (RFC 3261 §22): peers known by a digest username prove it.
 
 A request without valid credentials gets a challenge (407 with Proxy-Authenticate, or 401
-with WWW-Authenticate for a REGISTER, §22.2), MD5 first, which every peer speaks, then
-SHA-256 (RFC 8760); an expired nonce with the right password gets ``stale=true``. Nonces are
+with WWW-Authenticate for a REGISTER, §22.2), one per algorithm of the peer's
+``auth.algorithms`` (RFC 8760; MD5 alone by default: some UAs give up on a challenge set
+holding an algorithm they lack); credentials with another algorithm are refused; an expired
+nonce with the right password gets ``stale=true``. Nonces are
 stateless (an HMAC of their time, ``sip.digest.Nonces``). One realm for every peer at a
 source: the challenge is made before the node knows which tenant it speaks to (the
 credentials tell). Each refused credential is told to ``on_failure`` (security counts them
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..sip.digest import Nonces, parse_credentials, verify
 from ..sip.digest import challenge as digest_challenge
@@ -22,7 +24,10 @@ from ..sip.ids import new_tag
 from ..sip.message import Header, Request, Response, make_response
 from ..sip.transaction import Addr
 
-__all__ = ["DigestAuth"]
+__all__ = ["DEFAULT", "DigestAuth"]
+
+DEFAULT = ("MD5",)
+"""The algorithms of a challenge when the peer's config names none."""
 
 log = logging.getLogger("pkiss.security")
 
@@ -39,7 +44,7 @@ class DigestAuth:
 
     def check(
         self, request: Request, source: Addr, username: str, password: str, now: float,
-        *, registrar: bool = False, peer: str = "",
+        *, registrar: bool = False, peer: str = "", algorithms: Sequence[str] = DEFAULT,
     ) -> Response | None:  # fmt: skip
         """None when ``request`` carries valid credentials of ``username``; else the
         challenge to answer it with. ``registrar``: a REGISTER (401/WWW-Authenticate)."""
@@ -51,7 +56,12 @@ class DigestAuth:
                 creds = parse_credentials(value)
             except ParseError:
                 creds = None
-            if creds is not None and creds.username == username and creds.realm == realm:
+            if (
+                creds is not None
+                and creds.username == username
+                and creds.realm == realm
+                and creds.algorithm.upper() in algorithms
+            ):
                 state = self.nonces.check(creds.nonce, now)
                 good = verify(creds, password, request.method)
                 if good and state == "valid":
@@ -61,7 +71,8 @@ class DigestAuth:
                 log.info("%s from %s: credentials refused for peer %s", request.method, source,
                          peer or username)  # fmt: skip
                 self.failed(source, now)
-        return self.challenge(request, source, now, stale=stale, registrar=registrar)
+        return self.challenge(request, source, now, stale=stale, registrar=registrar,
+                              algorithms=algorithms)  # fmt: skip
 
     def failed(self, source: Addr, now: float) -> None:
         if self.on_failure is not None:
@@ -69,14 +80,14 @@ class DigestAuth:
 
     def challenge(
         self, request: Request, source: Addr, now: float, *, stale: bool = False,
-        registrar: bool = False,
+        registrar: bool = False, algorithms: Sequence[str] = DEFAULT,
     ) -> Response:  # fmt: skip
         realm = self.realm_of(source)
         nonce = self.nonces.issue(now)
         name = "WWW-Authenticate" if registrar else "Proxy-Authenticate"
         challenges: list[Header] = [
             (name, digest_challenge(realm, nonce, algorithm, stale=stale))
-            for algorithm in ("MD5", "SHA-256")
+            for algorithm in algorithms
         ]
         return make_response(request, 401 if registrar else 407, to_tag=new_tag(),
                              headers=challenges)  # fmt: skip

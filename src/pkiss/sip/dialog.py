@@ -3,14 +3,23 @@ it builds within it. Pure data and arithmetic: no clock, no I/O.
 
 ``local_party``/``remote_party`` are the From/To values (without tags) as this side writes
 them in the requests it sends; the tags travel separately.
+
+The route set is fixed when the dialog is created: from the Record-Route of the request on
+the UAS side, of the response (reversed) on the UAC side (§12.1); target refreshes change the
+remote target only (§12.2). Requests are routed per §12.2.1.1: with a loose router first
+(``;lr``), the remote target is the Request-URI and the route set goes in Route; with a strict
+router first, its URI is the Request-URI and the remote target ends the Route list.
+``next_hop()`` is the URI the request goes to: the first Route, else the Request-URI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .headers import Via
+from .errors import ParseError
+from .headers import Via, parse_name_addr
 from .message import Header, Request, Response
+from .uri import SipURI
 
 __all__ = ["TARGET_REFRESH", "Dialog"]
 
@@ -78,13 +87,33 @@ class Dialog:
             ("Call-ID", self.call_id),
             ("CSeq", f"{cseq} {method}"),
         ]
-        out.extend(("Route", r) for r in self.route_set)
+        uri, routes = self.request_uri_and_routes()
+        out.extend(("Route", r) for r in routes)
         if contact is not None and method in TARGET_REFRESH:
             out.append(("Contact", contact))
         out.extend(headers)
-        request = Request(method, self.remote_target, out, body)
+        request = Request(method, uri, out, body)
         request.seed_via([via])
         return request
+
+    def request_uri_and_routes(self) -> tuple[str, list[str]]:
+        """The Request-URI and Route values of a request in this dialog (§12.2.1.1)."""
+        routes = self.route_set
+        if not routes:
+            return self.remote_target, []
+        first = _route_uri(routes[0])
+        if first is None or first[1]:
+            return self.remote_target, list(routes)
+        # a strict router: its URI (without the parameters a Request-URI may not carry) is
+        # the Request-URI, and the remote target goes last in Route
+        return first[0], [*routes[1:], f"<{self.remote_target}>"]
+
+    def next_hop(self) -> str:
+        """The URI the next request of this dialog is sent to (§8.1.2): the first route,
+        whether a loose router (first Route header) or a strict one (the Request-URI); the
+        remote target when there is no route set."""
+        first = _route_uri(self.route_set[0]) if self.route_set else None
+        return first[0] if first is not None else self.remote_target
 
     def learn_from_response(self, response: Response) -> None:
         """Early or confirmed state from a 1xx with a To tag or a 2xx to our INVITE (§12.1.2):
@@ -93,17 +122,20 @@ class Dialog:
         to = response.to
         if to is not None and to.tag:
             self.remote_tag = to.tag
-        contact = response.contact
-        if contact and contact[0].uri is not None:
-            self.remote_target = str(contact[0].uri)
+        self.refresh_target(response)
         if response.has("record-route"):
             self.route_set = list(reversed(response.values("record-route")))
 
-    def learn_from_request(self, request: Request) -> None:
-        """Target refresh from a request the peer sent within this dialog (§12.2.2)."""
-        contact = request.contact
+    def refresh_target(self, message: Request | Response) -> None:
+        """The remote target from the Contact of a target refresh (a re-INVITE or UPDATE,
+        or its 2xx): the route set stays what it was (§12.2)."""
+        contact = message.contact
         if contact and contact[0].uri is not None:
             self.remote_target = str(contact[0].uri)
+
+    def learn_from_request(self, request: Request) -> None:
+        """Target refresh from a request the peer sent within this dialog (§12.2.2)."""
+        self.refresh_target(request)
 
     def accept_remote_cseq(self, cseq: int) -> bool:
         """§12.2.2: a request with a lower CSeq than the last one is out of order (500);
@@ -112,3 +144,20 @@ class Dialog:
             return False
         self.remote_cseq = cseq
         return True
+
+
+def _route_uri(value: str) -> tuple[str, bool] | None:
+    """A Route value's URI as a Request-URI may carry it (no ``method`` parameter, no
+    headers: RFC 3261 §19.1.1), and whether it names a loose router (``;lr``, whatever its
+    value: ``;lr=on`` too). None when it does not parse."""
+    try:
+        uri = parse_name_addr(value).uri
+    except ParseError:
+        return None
+    if not isinstance(uri, SipURI):
+        return None
+    loose = uri.param("lr") is not None
+    if uri.param("method") is not None or uri.headers is not None:
+        uri = uri.replace(params=tuple(p for p in uri.params if p[0].lower() != "method"),
+                          headers=None)  # fmt: skip
+    return str(uri), loose

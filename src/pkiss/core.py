@@ -24,7 +24,7 @@ from .b2bua.headers_policy import ALLOW, KNOWN_METHODS, capabilities
 from .config import Config, Peer
 from .health import HealthMonitor, Prober
 from .media import MediaEngine
-from .outbox import Owner
+from .outbox import Outbox, Owner
 from .registration import Bindings, Registrar, Registrations
 from .routing import Limits, Router
 from .security.auth import DigestAuth
@@ -75,6 +75,7 @@ class TransactionUser:
         self._deadlines: list[Deadline] = []
         self._seq = itertools.count()
         self._sends: list[Send] = []
+        self._forget = _Forget(self._clients)
 
     # ------------------------------------------------------------------------------ driving
     def start(self, now: float) -> list[Send]:
@@ -173,8 +174,14 @@ class TransactionUser:
                     continue  # a stray 2xx: the layer re-sends our ACK when it has one
                 owner = self._clients.get(key)
                 if owner is not None:
-                    if o.response.status >= 200:
-                        del self._clients[key]
+                    status = o.response.status
+                    if status >= 200:
+                        cseq = o.response.cseq
+                        if status < 300 and cseq is not None and cseq.method == "INVITE":
+                            # 2xx from other forks may follow (RFC 6026 Accepted, 64*T1)
+                            self.at(now + 64 * self.t1, self._forget, key)
+                        else:
+                            del self._clients[key]
                     owner.on_response(key, o.response, now, self)
             elif isinstance(o, TransactionTimedOut):
                 owner = self._clients.pop(o.key, None)
@@ -217,6 +224,27 @@ class TransactionUser:
     ) -> None:  # fmt: skip
         self.respond(key, make_response(request, status, to_tag=new_tag(), headers=headers or []),
                      now)  # fmt: skip
+
+
+class _Forget:
+    """Drops an answered INVITE's owner once its transaction is over (its deadline ref is the
+    transaction's key)."""
+
+    def __init__(self, clients: dict[str, Owner]) -> None:
+        self.clients = clients
+
+    def on_response(self, key: str, response: Response, now: float, out: Outbox) -> None:
+        pass
+
+    def on_timeout(self, key: str, now: float, out: Outbox) -> None:
+        pass
+
+    def on_deadline(self, ref: object, at: float, now: float, out: Outbox) -> None:
+        if isinstance(ref, str):
+            self.clients.pop(ref, None)
+
+    def stale(self, ref: object, at: float) -> bool:
+        return ref not in self.clients
 
 
 def assemble(

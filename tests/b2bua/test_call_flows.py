@@ -172,3 +172,20 @@ def test_late_provisional_after_the_answer_changes_nothing() -> None:
     bench.feed(in_dialog("ACK", 1, tag, 1), OPERATOR)
     (bye,) = requests(bench.feed(in_dialog("BYE", 1, tag, 2), OPERATOR), PBX1, "BYE")
     assert bye.uri_text == "sip:127.0.0.3:5060", "the 2xx's Contact stays the remote target"
+
+
+def test_183_without_sdp_is_relayed_without_a_body_and_199_is_absorbed() -> None:
+    bench = Bench()
+    (b_invite,) = requests(bench.feed(invite(), OPERATOR), PBX1, "INVITE")
+    (progress,) = responses(bench.feed(answer(b_invite, 183, "forkA"), PBX1), OPERATOR)
+    assert progress.status == 183 and progress.body == b""
+    assert not responses(bench.feed(answer(b_invite, 199, "forkB"), PBX1), OPERATOR)
+    (ok,) = responses(bench.feed(answer(b_invite, 200, "forkA", sdp=True), PBX1), OPERATOR)
+    assert ok.status == 200
+    # a second answer from fork B: ACK and BYE on its own dialog, nothing to the caller
+    out = bench.feed(answer(b_invite, 200, "forkB", sdp=True), PBX1)
+    assert not responses(out, OPERATOR)
+    acks, byes = requests(out, PBX1, "ACK"), requests(out, PBX1, "BYE")
+    assert [a.to.tag for a in acks if a.to] == ["forkB"]
+    assert [b.to.tag for b in byes if b.to] == ["forkB"]
+    assert len(bench.calls.calls) == 1

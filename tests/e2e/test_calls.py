@@ -4,6 +4,7 @@ peers' calls succeed, and the SBC is back to no call at the end."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -113,6 +114,24 @@ def test_183_with_sdp_early_media(net: Net) -> None:
     pbx = net.pbx("uas_183", calls=2)
     operator = net.operator("uac_183", calls=2)  # fails the call unless the 183 has m=audio
     _both(operator, pbx, 2)
+
+
+def test_forking_callee_first_answer_wins_the_second_is_acked_and_hung_up(net: Net) -> None:
+    """Behind a forking proxy: 180 from fork A, 183 with SDP and 199 from fork B, 200 from
+    fork A, then a late 200 from fork B. The PBX side checks that fork B gets ACK and BYE and
+    that the caller's BYE reaches fork A (by To tag); the caller sees one dialog."""
+    pbx = net.pbx("uas_fork", calls=2)
+    operator = net.operator("uac_183", calls=2)
+    _both(operator, pbx, 2)
+    seen = operator.messages()
+    assert "SIP/2.0 199" not in seen  # the caller has one early dialog with the node
+    tags: dict[str, set[str]] = {}
+    for chunk in re.split(r"-{20,}[^\n]*\n", seen):
+        call_id = re.search(r"^Call-ID:\s*(\S+)", chunk, re.M)
+        to_tag = re.search(r"^To:[^\n]*;tag=([^;\s]+)", chunk, re.M)
+        if call_id and to_tag:
+            tags.setdefault(call_id.group(1), set()).add(to_tag.group(1))
+    assert len(tags) == 2 and all(len(t) == 1 for t in tags.values()), tags
 
 
 def test_100rel_prack_end_to_end(net: Net) -> None:

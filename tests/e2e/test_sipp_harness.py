@@ -42,6 +42,7 @@ PAIRS = [
     ("uas_auth", "uac_auth"),
     ("uas_basic", "uac_tenant"),
     ("uas_auth407", "uac_auth407"),
+    ("uas_basic", "uac_headers"),
 ]
 CASES = [pytest.param(uas, uac, "u1", id=f"{uac}-udp") for uas, uac in PAIRS] + [
     pytest.param(uas, uac, "t1", id=f"{uac}-tcp") for uas, uac in PAIRS
@@ -88,6 +89,9 @@ def test_every_scenario_has_a_counterpart_here() -> None:
     covered |= {"uac_register"}  # the SBC is its registrar: test_registered_pbx.py covers it
     covered |= {"uac_media"}  # RTP through the SBC's relay: test_media.py covers it
     covered |= {"uac_sipi"}  # SDP inside multipart, anchored: test_media.py covers it
+    # two forks answering one INVITE: only through the SBC, which absorbs the 199 and ends
+    # the second dialog (a UAC straight behind would see both): test_calls.py covers it
+    covered |= {"uas_fork"}
     assert on_disk == covered
 
 

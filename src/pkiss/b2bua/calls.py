@@ -63,7 +63,7 @@ from .events import (
     Updated,
     end_reason,
 )
-from .headers_policy import ALLOW, RESPONSE_HEADERS, capabilities, copy_allowed
+from .headers_policy import ALLOW, RESPONSE_HEADERS, capabilities, copy_allowed, with_extra
 from .leg import Leg
 from .relay import Body, Relay, relay_ack, relay_request, relay_response, relay_timed_out
 from .table import TABLE, Action, CallState
@@ -86,6 +86,12 @@ reason, now)."""
 class _Timer(NamedTuple):
     kind: str  # "setup" (the attempt's setup_timeout) or "1xx" (reliable provisionals)
     call: Call
+
+
+class _Forget(NamedTuple):
+    """The end of an answered INVITE's transaction (64*T1): its client entry goes."""
+
+    key: str
 
 
 class _Client(NamedTuple):
@@ -307,7 +313,7 @@ class Calls:
             prack = b.prack_of(b_rseq)  # the caller cannot PRACK: the node does
             key = out.request(prack, b.next_address(), self, now)
             self.clients[key] = _Client("prack", call)
-        headers = self._answer_headers(a, response)
+        headers = self._answer_headers(call, response)
         body = self._body(call, b, response, now, kind_of_reply(a.invite))
         if a.provisional(response.status, headers, body, b_rseq, now, out):
             out.at(now + out.t1, self, _Timer("1xx", call))
@@ -325,7 +331,7 @@ class Calls:
         call.a.confirmed = True
         call.a.final(
             response.status, now, out, reason=reason_phrase(response.status),
-            headers=self._answer_headers(call.a, response),
+            headers=self._answer_headers(call, response),
             body=self._body(call, b, response, now, kind_of_reply(call.a.invite)),
         )  # fmt: skip
 
@@ -431,9 +437,12 @@ class Calls:
         return lambda leg, message, kind: self._body(call, leg, message, now, kind)
 
     @staticmethod
-    def _answer_headers(a: Leg, response: Response) -> list[Header]:
-        headers: list[Header] = [("Contact", a.local.contact), ("Allow", ALLOW)]
-        headers.extend(copy_allowed(response, RESPONSE_HEADERS))
+    def _answer_headers(call: Call, response: Response) -> list[Header]:
+        """The headers of the callee side's 18x/2xx that the caller gets."""
+        headers: list[Header] = [("Contact", call.a.local.contact), ("Allow", ALLOW)]
+        peer = call.peers.get(call.b.peer) if call.b is not None else None
+        extra = peer.headers.pass_ if peer is not None else ()
+        headers.extend(copy_allowed(response, with_extra(RESPONSE_HEADERS, extra)))
         return headers
 
     # --------------------------------------------------------- requests within calls
@@ -513,8 +522,13 @@ class Calls:
         client = self.clients.get(key)
         if client is None:
             return
-        if response.status >= 200:
-            del self.clients[key]
+        status = response.status
+        if status >= 200:
+            if client.purpose == "invite" and status < 300:
+                # another fork's 2xx may follow on the same transaction (RFC 6026 Accepted)
+                out.at(now + 64 * out.t1, self, _Forget(key))
+            else:
+                del self.clients[key]
         if client.purpose == "invite" and client.attempt is not None:
             self._invite_response(client.call, client.attempt, key, response, now, out)
         elif client.purpose == "relay" and client.relay is not None and response.status >= 200:
@@ -533,6 +547,17 @@ class Calls:
                 self._bye(call, b, now, out)
             return
         status = response.status
+        if b.confirmed and 200 <= status < 300:
+            to = response.to
+            if to is not None and to.tag != b.remote_tag:
+                # another fork answered too: the first 2xx won, this dialog is ACKed and
+                # ended at once (§13.2.2.4); a retransmission of the answer is the layer's
+                fork = b.fork(response)
+                log.info("call %s: a second answer from %s (another fork): ACK and BYE",
+                         call.a.call_id, b.peer)  # fmt: skip
+                out.ack(fork.ack_of(response), fork.next_address(), now)
+                self._bye(call, fork, now, out)
+            return
         if status in (401, 407) and self._answer_challenge(call, b, response, now, out):
             return
         peer = call.peers.get(b.peer)
@@ -566,6 +591,9 @@ class Calls:
 
     # --------------------------------------------------------------------- deadlines
     def on_deadline(self, ref: object, at: float, now: float, out: Outbox) -> None:
+        if isinstance(ref, _Forget):
+            self.clients.pop(ref.key, None)
+            return
         if not isinstance(ref, _Timer) or self.stale(ref, at):
             return
         call = ref.call
@@ -578,6 +606,8 @@ class Calls:
             out.at(due, self, _Timer("1xx", call))
 
     def stale(self, ref: object, at: float) -> bool:
+        if isinstance(ref, _Forget):
+            return ref.key not in self.clients
         if not isinstance(ref, _Timer):
             return True
         call = ref.call

@@ -8,6 +8,8 @@ To, P-Asserted-Identity) are rebuilt from their user part by the B2BUA, not copi
 
 from __future__ import annotations
 
+import functools
+
 from ..sip.headers import canonical_name
 from ..sip.message import Header, Message
 
@@ -18,6 +20,7 @@ __all__ = [
     "RESPONSE_HEADERS",
     "capabilities",
     "copy_allowed",
+    "with_extra",
 ]
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, MESSAGE"
@@ -68,6 +71,12 @@ RESPONSE_HEADERS = frozenset(
         "privacy",
     }
 )
+
+
+@functools.lru_cache(maxsize=256)
+def with_extra(base: frozenset[str], extra: tuple[str, ...]) -> frozenset[str]:
+    """``base`` and a peer's ``headers.pass`` names (lower-case), computed once per list."""
+    return base | {name.lower() for name in extra} if extra else base
 
 
 def copy_allowed(message: Message, allowed: frozenset[str]) -> list[Header]:

@@ -17,7 +17,7 @@ from ..sip.message import Header, Message, Request, Response, make_response, rea
 from .anchoring import kind_of_reply
 from .call import Call
 from .events import Acked, Info, Pracked, Updated
-from .headers_policy import ALLOW, REQUEST_HEADERS, RESPONSE_HEADERS, copy_allowed
+from .headers_policy import ALLOW, REQUEST_HEADERS, RESPONSE_HEADERS, copy_allowed, with_extra
 from .leg import Leg
 
 __all__ = ["Relay", "relay_ack", "relay_request", "relay_response", "relay_timed_out"]
@@ -45,6 +45,7 @@ def relay_request(call: Call, event: Updated | Info | Pracked, body: Body, now: 
     leg, request, key = event.leg, event.request, event.key
     other = call.other(leg)
     assert other is not None
+    allowed = _allowed(call, leg, REQUEST_HEADERS)
     if isinstance(event, Pracked):
         b = call.b
         b_rseq = call.a.pracked(request)
@@ -52,10 +53,10 @@ def relay_request(call: Call, event: Updated | Info | Pracked, body: Body, now: 
             out.respond(key, make_response(request, 481, to_tag=new_tag()), now)
             return None
         headers: list[Header] = [("RAck", f"{b_rseq} {b.invite.cseq.seq} INVITE")]
-        headers.extend(copy_allowed(request, REQUEST_HEADERS))
+        headers.extend(copy_allowed(request, allowed))
         sent = other.request("PRACK", headers=headers, body=body(leg, request, "answer"))
     else:
-        headers = copy_allowed(request, REQUEST_HEADERS)
+        headers = copy_allowed(request, allowed)
         if request.method == "INVITE":
             headers.append(("Allow", ALLOW))
         sent = other.request(request.method, headers=headers, body=body(leg, request, "offer"))
@@ -91,7 +92,7 @@ def relay_response(relay: Relay, response: Response, body: Body, now: float,
             else:
                 call.late_ack = to_leg
                 call.late_ack_cseq = cseq
-    headers = copy_allowed(response, RESPONSE_HEADERS)
+    headers = copy_allowed(response, _allowed(call, to_leg, RESPONSE_HEADERS))
     if method in ("INVITE", "UPDATE") and 200 <= status < 300:
         headers = [("Contact", relay.from_leg.local.contact), *headers]
     content = body(to_leg, response, kind_of_reply(relay.sent)) if to_leg is not None else b""
@@ -108,3 +109,9 @@ def relay_timed_out(relay: Relay, now: float, out: Outbox) -> None:
     if relay.sent.method == "INVITE":
         relay.from_leg.reinvite_pending = False
     out.respond(relay.server_key, make_response(relay.original, 408, to_tag=new_tag()), now)
+
+
+def _allowed(call: Call, leg: Leg | None, base: frozenset[str]) -> frozenset[str]:
+    """What crosses from ``leg``: the built-in list and its peer's ``headers.pass``."""
+    peer = call.peers.get(leg.peer) if leg is not None else None
+    return with_extra(base, peer.headers.pass_) if peer is not None else base

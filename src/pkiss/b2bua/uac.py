@@ -22,7 +22,7 @@ from ..sip.transaction import Addr
 from ..sip.uri import SipURI, TelURI, format_host
 from ..transport.listeners import LocalAddress
 from .events import Answered, CallEvent, Failed, FailedOver, Ringing, Trying
-from .headers_policy import ALLOW, REQUEST_HEADERS, copy_allowed
+from .headers_policy import ALLOW, REQUEST_HEADERS, copy_allowed, with_extra
 from .leg import Leg
 from .uas import UasLeg
 
@@ -38,20 +38,26 @@ class UacLeg(Leg):
     __slots__ = ("auth_tried", "invite", "key")
 
     def __init__(self, peer: str, local_party: str, remote_party: str, remote_target: str,
-                 dest: Addr, local: LocalAddress) -> None:  # fmt: skip
-        super().__init__("B", peer, new_call_id(), new_tag(), local_party, remote_party,
-                         remote_target, dest, local, local_cseq=1)  # fmt: skip
+                 dest: Addr, local: LocalAddress, call_id: str | None = None,
+                 local_tag: str | None = None) -> None:  # fmt: skip
+        super().__init__("B", peer, call_id or new_call_id(), local_tag or new_tag(),
+                         local_party, remote_party, remote_target, dest, local,
+                         local_cseq=1)  # fmt: skip
         self.invite: Request | None = None  # the INVITE of the current attempt
         self.key: str | None = None  # its client transaction
         self.auth_tried = False  # the candidate's 401/407 was answered once
 
     def translate(self, response: Response, failover_on: tuple[int, ...],
                   more: bool) -> CallEvent | None:  # fmt: skip
-        """The call event a response to the current INVITE is (None: none)."""
+        """The call event a response to the current INVITE is (None: none). A 199 (RFC
+        6228: the early dialog of another fork ended) is no event: the caller has one early
+        dialog with the node, which goes on."""
         status = response.status
         if status < 200:
             if status == 100:
                 return Trying()
+            if status == 199:
+                return None
             if self.confirmed:
                 return None  # a provisional overtaken by the 2xx (UDP reordering)
             self.learn_from_response(response)
@@ -93,6 +99,16 @@ class UacLeg(Leg):
         )  # fmt: skip
         return self.invite
 
+    def fork(self, response: Response) -> UacLeg:
+        """The dialog a 2xx from another fork than the answered one set up (§13.2.2.4): the
+        same Call-ID and local tag, the fork's tag, target and route set."""
+        other = UacLeg(self.peer, self.local_party, self.remote_party, self.remote_target,
+                       self.dest, self.local, self.call_id, self.local_tag)  # fmt: skip
+        other.local_cseq = self.local_cseq
+        other.learn_from_response(response)
+        other.confirmed = True
+        return other
+
     def ack_of(self, response: Response, body: bytes = b"",
                headers: list[Header] | None = None) -> Request:  # fmt: skip
         cseq = response.cseq.seq if response.cseq else self.local_cseq
@@ -129,7 +145,13 @@ def build_attempt(
     def renumber(text: str) -> str:
         return rewrite(outbound, rewrite(inbound, text))
 
+    source_trusted = source.trusted if source is not None else True
+    target_trusted = peer.trusted if peer is not None else True
+    privacy = {v.strip().lower() for value in a_invite.values("privacy") for v in value.split(";")}
     display, from_uri = _identity(frm, format_host(local.host), renumber)
+    if not target_trusted and privacy & {"id", "user", "header"}:
+        # the caller asked for privacy and the callee side is no trusted peer (RFC 3323)
+        display, from_uri = '"Anonymous"', "sip:anonymous@anonymous.invalid"
     domain = (peer.domain if peer is not None else None) or format_host(target.addr.host)
     port = "" if peer is not None and peer.domain else f":{target.addr.port}"
     transport = "" if target.addr.transport == "udp" else f";transport={target.addr.transport}"
@@ -142,8 +164,14 @@ def build_attempt(
     headers: list[Header] = [("Allow", ALLOW)]
     if a.reliable:
         headers.append(("Supported", "100rel"))
-    headers.extend(copy_allowed(a_invite, REQUEST_HEADERS))
-    for pai in a_invite.values("p-asserted-identity"):
+    extra = source.headers.pass_ if source is not None else ()
+    copied = copy_allowed(a_invite, with_extra(REQUEST_HEADERS, extra))
+    if not target_trusted:  # Privacy is for the trust domain (RFC 3325 §9.3)
+        copied = [h for h in copied if h[0].lower() != "privacy"]
+    headers.extend(copied)
+    # an identity asserted by a trusted peer, for a trusted peer (RFC 3325)
+    asserted = a_invite.values("p-asserted-identity") if source_trusted and target_trusted else ()
+    for pai in asserted:
         try:
             pdisplay, puri = _identity(parse_name_addr(pai), local.hostport, renumber)
             headers.append(("P-Asserted-Identity", _party(pdisplay, puri)))

@@ -603,6 +603,31 @@ class Route(_Frozen):
         return self
 
 
+_NEVER_PASSED = frozenset(
+    {"via", "route", "record-route", "contact", "call-id", "from", "to", "cseq",
+     "max-forwards", "content-length", "p-asserted-identity", "authorization",
+     "proxy-authorization", "www-authenticate", "proxy-authenticate", "user-agent", "server"}
+)  # fmt: skip
+
+
+def _passable(names: tuple[str, ...]) -> tuple[str, ...]:
+    for name in names:
+        if name.lower() in _NEVER_PASSED:
+            raise ValueError(f"{name} is the SBC's own on each leg (or rebuilt by it), "
+                             "never passed across")  # fmt: skip
+    return names
+
+
+class Headers(_Frozen):
+    """What a peer's messages may carry across to the other leg beyond the built-in list."""
+
+    pass_: Annotated[tuple[HeaderName, ...], AfterValidator(_passable)] = Field(
+        default=(), alias="pass"
+    )
+    """Extra header names copied from this peer's requests and responses to the other leg,
+    value for value (``Diversion``, ``History-Info``, ``P-Charge-Info``...). Written ``pass``."""
+
+
 class Peer(_Frozen):
     """A SIP neighbour: a carrier (operator) or a PBX."""
 
@@ -636,6 +661,11 @@ class Peer(_Frozen):
     """enforce: the caller (From/P-Asserted-Identity) must be one of `dids`, else 403."""
     routes: tuple[Route, ...] | None = None
     """This PBX's own outbound table; None: the global one."""
+    headers: Headers = Field(default_factory=Headers)
+    trusted: bool = True
+    """RFC 3325 trust: P-Asserted-Identity and Privacy are taken from and sent to a trusted
+    peer; an untrusted one's PAI is ignored, and toward it PAI is stripped and a caller asking
+    for privacy (``Privacy: id``) is made anonymous in From."""
 
     # Derived values live in the instance's __dict__, not in pydantic private attributes:
     # those are read through a slow __getattr__ (about 2 µs), and routing reads these per call.

@@ -9,7 +9,7 @@ answers at once, rtpengine in one bounded round trip.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..config import Peer
 from ..media import MediaEngine, MediaError
@@ -17,6 +17,10 @@ from ..sdp import SdpError
 from ..sip.errors import ParseError
 from ..sip.message import Message
 from ..sip.multipart import Part, boundary_of, join_parts, split_parts
+from ..sip.transaction import Addr
+from ..transport.listeners import LocalAddress
+from .call import Call
+from .events import Refused
 from .leg import Leg
 
 __all__ = ["Anchoring", "is_sdp", "kind_of_reply"]
@@ -36,6 +40,26 @@ class Anchoring:
         if self.engine is None:
             return False
         return any(((p.media if p is not None else None) or self.mode) == "relay" for p in peers)
+
+    def anchor_offer(self, call: Call, local: Callable[[Addr], LocalAddress],
+                     now: float) -> Refused | None:  # fmt: skip
+        """Relay the caller's media when a peer of the call wants it (``call.media``): its SDP
+        offer, rewritten once for every B-leg attempt (``call.b_offer``). The refusal when it
+        cannot be: 488 when it is not SDP, 503 when no port is free."""
+        peers = [call.peers.get(call.source_peer)]
+        peers += [call.peers.get(t.peer) for t in call.targets]
+        if not self.relayed(peers):
+            return None
+        call.media = True
+        toward = local(call.targets[0].addr) if call.targets else call.a.local
+        try:
+            call.b_offer = self.offer(call.a.local_tag, call.a.invite, toward.host,
+                                      call.a.dest.host, now)  # fmt: skip
+        except (SdpError, MediaError) as exc:
+            status = 488 if isinstance(exc, SdpError) else 503
+            log.info("refusing call %s: %d, media: %s", call.a.call_id, status, exc)
+            return Refused(status, "media")
+        return None
 
     def offer(self, key: str, message: Message, toward: str, peer_host: str,
               now: float) -> bytes | None:  # fmt: skip

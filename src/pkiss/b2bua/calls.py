@@ -15,10 +15,8 @@ call's table (``table.py``) says what each event does in each state; the actions
   with the A-leg's own RSeq space; otherwise the node PRACKs the B-leg itself.
 - A failure in ``failover_on`` (or no answer within ``setup_timeout``) moves to the next
   candidate (``routing/failover.py``); other failures are the callee's answer.
-- Limits (``peers.*.limits``): a call counts once against its source peer, checked before the
-  call exists (over: 503 with Retry-After), and once against each target peer it is sent to,
-  checked per candidate (a full target is skipped like a failed one; none with room: 503).
-  ``_do_release`` releases what the call holds, once, whichever way it ends.
+- Limits: a call counts once against its source peer (over: 503 before the call exists) and
+  once against each target peer (a full one is skipped); ``_do_release`` releases them once.
 - A call refused before it exists (483, 403, 407, no route, not registered, over a limit) is
   refused from one place, ``_refuse``, which also reports it for its record.
 """
@@ -32,12 +30,10 @@ from typing import NamedTuple
 
 from ..config import Peer
 from ..health import HealthMonitor
-from ..media import MediaError
 from ..outbox import Outbox
 from ..registration.bindings import Bindings
 from ..routing import Limits, Refusal, Router, Target
 from ..routing.failover import exhausted_status
-from ..sdp import SdpError
 from ..security.auth import DEFAULT, DigestAuth
 from ..sip.ids import new_tag
 from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
@@ -81,6 +77,10 @@ CallEnded = Callable[[Call], None]
 CallRefused = Callable[[Request, str, str, int, str, float], None]
 """Told of a call refused before it existed: (request, source peer, called number, status,
 reason, now)."""
+
+
+_ACTIONS = {action: f"_do_{action.name.lower()}" for action in Action}
+"""Each action of the table is done by the method of that name."""
 
 
 class _Timer(NamedTuple):
@@ -152,7 +152,7 @@ class Calls:
         actions, state = row
         call.state = state
         for action in actions:
-            self._actions[action](self, call, event, now, out)
+            getattr(self, _ACTIONS[action])(call, event, now, out)
             if call.state is not state:
                 break  # a follow-up event moved the call on
 
@@ -223,23 +223,11 @@ class Calls:
 
     # ----------------------------------------------------------------------- actions
     def _do_anchor_offer(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
-        """Relay the caller's media: its SDP offer, rewritten once for every B-leg attempt
-        (488 when it is not SDP, 503 when no port is free)."""
-        anchoring = self.anchoring
-        peers = [call.peers.get(call.source_peer)]
-        peers += [call.peers.get(t.peer) for t in call.targets]
-        if not anchoring.relayed(peers):
-            return
-        call.media = True
-        self.media_calls[call.a.local_tag] = call
-        toward = self.local(call.targets[0].addr) if call.targets else call.a.local
-        try:
-            call.b_offer = anchoring.offer(call.a.local_tag, call.a.invite, toward.host,
-                                           call.a.dest.host, now)  # fmt: skip
-        except (SdpError, MediaError) as exc:
-            status = 488 if isinstance(exc, SdpError) else 503
-            log.info("refusing call %s: %d, media: %s", call.a.call_id, status, exc)
-            self._feed(call, Refused(status, "media"), now, out)
+        refusal = self.anchoring.anchor_offer(call, self.local, now)
+        if call.media:
+            self.media_calls[call.a.local_tag] = call
+        if refusal is not None:
+            self._feed(call, refusal, now, out)
 
     def _do_try_next(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
         """Send the INVITE to the next target with room under its peer's limits, or fail with
@@ -261,22 +249,13 @@ class Calls:
 
     def _hold_target(self, call: Call, peer_name: str, now: float) -> bool:
         """Count the call against the target peer (once per peer); False when it is full."""
-        if peer_name in call.held:
-            return True  # the same peer's next host: already counted
         peer = call.peers.get(peer_name)
-        refusal = self.limits.admit(peer_name, peer.limits if peer is not None else None, now)
-        if refusal is not None:
-            call.refusal = refusal
+        call.refusal = self.limits.hold(call.held, peer_name, peer.limits if peer else None,
+                                        call.b_peer, call.source_peer, now)  # fmt: skip
+        if call.refusal is not None:
             log.info("call %s: %s is over its %s limit, skipped", call.a.call_id, peer_name,
-                     refusal.limit)  # fmt: skip
-            return False
-        call.refusal = None
-        previous = call.b_peer
-        if previous is not None and previous != call.source_peer and previous in call.held:
-            call.held.remove(previous)  # the call has left that peer for this one
-            self.limits.release(previous)
-        call.held.append(peer_name)
-        return True
+                     call.refusal.limit)  # fmt: skip
+        return call.refusal is None
 
     def _start_attempt(self, call: Call, target: Target, now: float, out: Outbox) -> None:
         b = build_attempt(call.a, call.number, call.source_peer, target, call.peers,
@@ -409,22 +388,6 @@ class Calls:
             self.anchoring.release(call.a.local_tag)
         if self.on_end is not None:
             self.on_end(call)
-
-    _actions: dict[Action, Callable[[Calls, Call, CallEvent, float, Outbox], None]] = {
-        Action.ANCHOR_OFFER: _do_anchor_offer,
-        Action.TRY_NEXT: _do_try_next,
-        Action.ABANDON_ATTEMPT: _do_abandon_attempt,
-        Action.RELAY_PROVISIONAL: _do_relay_provisional,
-        Action.ANSWER: _do_answer,
-        Action.FAIL_CALLER: _do_fail_caller,
-        Action.REFUSE_CALLER: _do_refuse_caller,
-        Action.ANSWER_487: _do_answer_487,
-        Action.CANCEL_ATTEMPT: _do_cancel_attempt,
-        Action.HANG_UP_OTHERS: _do_hang_up_others,
-        Action.RELAY_REQUEST: _do_relay_request,
-        Action.RELAY_ACK: _do_relay_ack,
-        Action.RELEASE: _do_release,
-    }
 
     # ------------------------------------------------------------------ helpers
     def _body(self, call: Call, leg: Leg, message: Message, now: float, kind: str) -> bytes:

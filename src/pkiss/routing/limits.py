@@ -166,6 +166,22 @@ class Limits:
     def release(self, peer: str) -> None:
         self.store.release(peer)
 
+    def hold(self, held: list[str], peer: str, limits: LimitSettings | None,
+             previous: str | None, source: str, now: float) -> Refusal | None:  # fmt: skip
+        """Count a call against ``peer`` once (``held``: the peers it counts against); a call
+        moving on from the ``previous`` target peer (not its ``source``) leaves that one's
+        count. Returns the refusal when ``peer`` is full (nothing changes then)."""
+        if peer in held:
+            return None  # the same peer's next host: already counted
+        refusal = self.admit(peer, limits, now)
+        if refusal is not None:
+            return refusal
+        if previous is not None and previous != source and previous in held:
+            held.remove(previous)
+            self.release(previous)
+        held.append(peer)
+        return None
+
     def in_progress(self, peer: str) -> int:
         counters = self.store.snapshot().get(peer)
         return counters.calls if counters is not None else 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sbc import Pkiss, basic_config, free_port
-from sipp import Sipp, sipp_available
+from sipp import Sipp, SippError, sipp_available
 
 pytestmark = [
     pytest.mark.e2e,
@@ -165,23 +165,38 @@ def test_udp_in_tcp_out(
 
 
 @pytest.mark.parametrize("side", ["operator", "pbx"])
-def test_ten_percent_loss_on_one_side(net: Net, side: str) -> None:
+def test_ten_percent_loss_on_one_side(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], side: str
+) -> None:
     calls = 20
     lost = ["-lost", "10"]
     # SIPp plays its scenario in order: a callee whose ACK was lost must get it again (from
     # the SBC's answer to its 2xx retransmissions) before the BYE comes. Each round of that
     # exchange can itself be lost (~19 % at 10 % loss), so calls are held for 10 s: four rounds
     # (at 0.5, 1.5, 3.5, 7.5 s) before the BYE.
-    pbx = net.pbx("uas_basic", calls=calls, timeout=60,
-                  extra_args=lost if side == "pbx" else ())  # fmt: skip
-    operator = net.operator(
-        "uac_lossy", calls=calls, rate=10, timeout=60, pause_ms=10000,
-        extra_args=lost if side == "operator" else (),
-    )  # fmt: skip
-    stats = operator.check(timeout=90)
-    assert stats["SuccessfulCall(C)"] == calls
-    assert stats["Retransmissions(C)"] > 0 or side == "pbx"  # loss was really there
-    pbx.check(timeout=30)
+    # SIPp's own loss emulation sometimes wedges a call at a UAS whose first INVITE it
+    # "lost": the INVITE's retransmissions then arrive and are never answered (seen in its
+    # message log), and that call fails whatever the SBC does. So the whole run is tried a
+    # second time, on fresh processes, before the test fails; two failed runs in a row fail.
+    failures: list[str] = []
+    for _ in range(2):
+        net = Net(sipp_factory, sbc_factory)
+        pbx = net.pbx("uas_basic", calls=calls, timeout=60,
+                      extra_args=lost if side == "pbx" else ())  # fmt: skip
+        operator = net.operator(
+            "uac_lossy", calls=calls, rate=10, timeout=60, pause_ms=10000,
+            extra_args=lost if side == "operator" else (),
+        )  # fmt: skip
+        try:
+            stats = operator.check(timeout=90)
+            pbx.check(timeout=30)
+        except SippError as exc:
+            failures.append(str(exc)[:2000])
+            continue
+        assert stats["SuccessfulCall(C)"] == calls
+        assert stats["Retransmissions(C)"] > 0 or side == "pbx"  # loss was really there
+        return
+    raise AssertionError("\n\n".join(failures))
 
 
 def test_options_to_the_sbc_from_a_known_peer(net: Net) -> None:

@@ -189,3 +189,15 @@ def test_183_without_sdp_is_relayed_without_a_body_and_199_is_absorbed() -> None
     assert [a.to.tag for a in acks if a.to] == ["forkB"]
     assert [b.to.tag for b in byes if b.to] == ["forkB"]
     assert len(bench.calls.calls) == 1
+
+
+def test_refer_within_a_call_is_refused_and_the_call_goes_on() -> None:
+    bench = Bench()
+    (b_invite,) = requests(bench.feed(invite(), OPERATOR), PBX1, "INVITE")
+    (ok,) = responses(bench.feed(answer(b_invite, 200, sdp=True), PBX1), OPERATOR)
+    tag = ok.to.tag if ok.to else ""
+    bench.feed(in_dialog("ACK", 1, tag or "", 1), OPERATOR)
+    out = bench.feed(in_dialog("REFER", 1, tag or "", 2), OPERATOR)
+    assert [r.status for r in responses(out, OPERATOR)] == [403]
+    assert not requests(out, PBX1, "REFER") and not requests(out, PBX1, "BYE")
+    assert len(bench.calls.calls) == 1

@@ -458,6 +458,9 @@ class Calls:
         if method == "PRACK":
             self._feed(call, Pracked(leg, request, key), now, out)
             return
+        if method == "REFER":  # a transfer is not carried across the border (yet): refused
+            self._answer(key, request, 403, now, out, reason="Transfer Not Allowed")
+            return
         if method not in _RELAYED:
             self._answer(key, request, 501, now, out, [("Allow", ALLOW)])
             return

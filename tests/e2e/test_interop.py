@@ -92,6 +92,17 @@ def _phones(tmp_path: Path, *, uuid: bool = True) -> tuple[Baresip, Baresip]:
     return caller, callee
 
 
+def _received_sdp(log: str, own: str) -> list[list[str]]:
+    """The SDP bodies in a phone's SIP trace that are not its own (its own name ``own`` in
+    their c= line): those it received from the node."""
+    bodies: list[list[str]] = []
+    for match in re.finditer(r"(?m)^v=0\r?$((?:\n[a-z]=[^\n]*)+)", log):
+        lines = ["v=0", *(x.rstrip("\r") for x in match.group(1).split("\n") if x.strip())]
+        if not any(x.startswith("c=") and own in x for x in lines):
+            bodies.append(lines)
+    return bodies
+
+
 def _call_with_audio(
     caller: Baresip, callee: Baresip, sbc: Pkiss, sbc_port: int, hangs_up: Baresip
 ) -> None:
@@ -105,6 +116,17 @@ def _call_with_audio(
     media = sbc.cli_json("status")["media"]
     if media["relay"]:  # every packet the phones sent went through, none was ignored
         assert media["packets"] > 0 and media["ignored"] == 0, media
+        # topology, SDP attribute by attribute: what each phone got names nothing of the
+        # other (address, its software, its RTCP name or stream ids)
+        for phone, own, other in ((callee, PBX, CARRIER), (caller, CARRIER, PBX)):
+            bodies = _received_sdp(phone.log(), own)
+            assert bodies, phone.log()[-3000:]
+            for body in bodies:
+                for line in body:
+                    assert other not in line, (line, body)
+                    assert not line.startswith(("a=tool", "a=ssrc", "a=msid", "i=", "u=",
+                                                "e=", "p=")), (line, body)  # fmt: skip
+                    assert "cname" not in line.lower(), (line, body)
     hangs_up.hangup()
     for phone in (caller, callee):
         closed = phone.wait_event("CALL_CLOSED", timeout=10)

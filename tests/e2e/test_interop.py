@@ -86,9 +86,11 @@ def test_tone_seconds_finds_each_tone_where_it_sounds(tmp_path: Path) -> None:
 # -------------------------------------------------------------- baresip -> pkiss -> baresip
 
 
-def _phones(tmp_path: Path, *, uuid: bool = True) -> tuple[Baresip, Baresip]:
-    caller = Baresip(tmp_path / "caller", CARRIER, user=CALLER, tone=CALLER_TONE, uuid=uuid)
-    callee = Baresip(tmp_path / "callee", PBX, user=CALLED, tone=CALLEE_TONE, answer="auto")
+def _phones(tmp_path: Path, *, uuid: bool = True, srtp: bool = False) -> tuple[Baresip, Baresip]:
+    caller = Baresip(tmp_path / "caller", CARRIER, user=CALLER, tone=CALLER_TONE, uuid=uuid,
+                     srtp=srtp)  # fmt: skip
+    callee = Baresip(tmp_path / "callee", PBX, user=CALLED, tone=CALLEE_TONE, answer="auto",
+                     srtp=srtp)  # fmt: skip
     return caller, callee
 
 
@@ -186,6 +188,24 @@ def test_baresip_calls_baresip_through_the_builtin_relay(
         config["media"] = {"mode": "relay", "ports": "43000-43999", "learn": "first-packet"}
         sbc = sbc_factory(config)
         _call_with_audio(caller, callee, sbc, sbc_port, caller)
+
+
+def test_srtp_passes_end_to_end_through_the_builtin_relay(
+    tmp_path: Path, sbc_factory: Callable[..., Pkiss]
+) -> None:
+    """SDES-keyed SRTP (RTP/SAVP, a=crypto) is relayed untouched: the keys cross in the SDP,
+    the encrypted packets through the relay, and each phone decrypts the other's tone."""
+    caller, callee = _phones(tmp_path, srtp=True)
+    with caller.start(), callee.start():
+        sbc_port = free_port()
+        config = sbc_config(sbc_port, (CARRIER, caller.port), (PBX, callee.port))
+        config["media"] = {"mode": "relay", "ports": "43000-43999", "learn": "first-packet"}
+        sbc = sbc_factory(config)
+        _call_with_audio(caller, callee, sbc, sbc_port, caller)
+        for phone, own in ((callee, PBX), (caller, CARRIER)):
+            received = [line for body in _received_sdp(phone.log(), own) for line in body]
+            assert any("RTP/SAVP" in line for line in received), received
+            assert any(line.startswith("a=crypto:") for line in received), received
 
 
 # ------------------------------------------------- SIPp -> Kamailio edge -> pkiss -> SIPp

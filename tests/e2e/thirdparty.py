@@ -327,8 +327,10 @@ class Baresip(_Process):
         auth: tuple[str, str] | None = None,
         regint: int = 600,
         lifetime: int = 120,
+        srtp: bool = False,
     ) -> None:
         self.binary = _require("baresip", "baresip")
+        self.srtp = srtp  # SDES-keyed SRTP (RTP/SAVP with a=crypto), mandatory
         super().__init__(workdir)
         self.ip = ip
         self.port = port if port is not None else free_port(ip)
@@ -384,10 +386,14 @@ class Baresip(_Process):
         ]
         if self.uuid:
             lines.insert(lines.index("module_tmp account.so"), "module_tmp uuid.so")
+        if self.srtp:
+            lines.insert(lines.index("module sndfile.so"), "module srtp.so")
         return "\n".join(lines) + "\n"
 
     def account_text(self) -> str:
         params = [f"answermode={self.answer}", "audio_codecs=PCMU,PCMA"]
+        if self.srtp:
+            params.append("mediaenc=srtp-mand")
         if self.auth is not None:
             params += [f"auth_user={self.auth[0]}", f"auth_pass={self.auth[1]}"]
         if self.registrar is not None:

@@ -5,12 +5,10 @@ The legs translate SIP into call events (``uas.py``, ``uac.py``, ``in_dialog`` b
 call's table (``table.py``) says what each event does in each state; the actions are the
 ``_do_*`` methods here. Decisions and their RFC grounds:
 
-- The A-leg's 100 Trying is sent by the INVITE server transaction at once (§17.2.1).
 - The B-leg's 2xx is ACKed as soon as it arrives when the INVITE carried the offer; when the
   offer is in the 2xx (late offer), the B-leg ACK waits for the A-leg ACK and carries its SDP.
-- BYE is answered 200 on its own leg and sent anew on the other (each leg ends its dialog).
-- Re-INVITE, UPDATE, INFO and MESSAGE are relayed to the other leg and their final response
-  relayed back; a second re-INVITE while one is pending on that leg gets 491 (§14.1).
+- BYE is answered on its own leg and sent anew on the other; re-INVITE, UPDATE, INFO and
+  MESSAGE are relayed (``relay.py``), a second re-INVITE pending on a leg gets 491 (§14.1).
 - Reliable provisionals (RFC 3262) are relayed end to end when the caller supports 100rel,
   with the A-leg's own RSeq space; otherwise the node PRACKs the B-leg itself.
 - A failure in ``failover_on`` (or no answer within ``setup_timeout``) moves to the next
@@ -39,7 +37,7 @@ from ..sip.ids import new_tag
 from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
 from ..sip.transaction import Addr
 from ..transport.listeners import LocalAddress
-from .anchoring import Anchoring, kind_of_reply
+from .anchoring import Anchoring, is_sdp, kind_of_reply
 from .call import Call
 from .events import (
     Acked,
@@ -63,7 +61,7 @@ from .headers_policy import ALLOW, RESPONSE_HEADERS, capabilities, copy_allowed,
 from .leg import Leg
 from .relay import Body, Relay, relay_ack, relay_request, relay_response, relay_timed_out
 from .table import TABLE, Action, CallState
-from .uac import UacLeg, build_attempt, reliable_rseq
+from .uac import UacLeg, build_attempt, policy_offer, reliable_rseq
 from .uas import UasLeg
 
 __all__ = ["CallEnded", "CallRefused", "Calls"]
@@ -235,14 +233,21 @@ class Calls:
         old = call.b
         if old is not None:
             self.dialogs.pop((old.call_id, old.local_tag), None)
+        codecs_refused = False
         while call.targets:
             target = call.targets.pop(0)
+            offer = self._offer_for(call, target)
+            if offer is None:
+                codecs_refused = True
+                continue
             if not self._hold_target(call, target.peer, now):
                 continue
             call.attempts += 1
-            self._start_attempt(call, target, now, out)
+            self._start_attempt(call, target, offer, now, out)
             return
-        if call.refusal is not None:
+        if codecs_refused and not call.attempts and call.refusal is None:
+            self._feed(call, Failed(488), now, out)
+        elif call.refusal is not None:
             self._feed(call, Failed(503, tuple(_retry_after(call.refusal))), now, out)
         else:
             self._feed(call, Failed(exhausted_status(call.attempts)), now, out)
@@ -257,9 +262,19 @@ class Calls:
                      call.refusal.limit)  # fmt: skip
         return call.refusal is None
 
-    def _start_attempt(self, call: Call, target: Target, now: float, out: Outbox) -> None:
+    def _offer_for(self, call: Call, target: Target) -> bytes | None:
+        """The caller's offer as ``target``'s peer gets it (None: no codec of it left)."""
+        peer = call.peers.get(target.peer)
+        offer = call.b_offer if call.b_offer is not None else call.a.invite.body
+        codecs = peer.codecs if peer is not None else None
+        return policy_offer(
+            offer, codecs, is_sdp(call.a.invite), f"{call.a.call_id} to {target.peer}"
+        )
+
+    def _start_attempt(self, call: Call, target: Target, offer: bytes, now: float,
+                       out: Outbox) -> None:  # fmt: skip
         b = build_attempt(call.a, call.number, call.source_peer, target, call.peers,
-                          self.local(target.addr), call.b_offer)  # fmt: skip
+                          self.local(target.addr), offer)  # fmt: skip
         call.b = b
         self.dialogs[(b.call_id, b.local_tag)] = (call, b)
         peer = call.peers.get(target.peer)

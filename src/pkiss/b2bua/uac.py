@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from ..config import Peer
 from ..routing import Target, rewrite
 from ..routing.failover import caller_status, fails_over
+from ..sdp import SdpError, keep_codecs, parse_sdp
 from ..sip.digest import authorization, parse_challenge
 from ..sip.errors import ParseError
 from ..sip.headers import NameAddr, parse_name_addr
@@ -26,7 +27,7 @@ from .headers_policy import ALLOW, REQUEST_HEADERS, copy_allowed, with_extra
 from .leg import Leg
 from .uas import UasLeg
 
-__all__ = ["UacLeg", "build_attempt", "reliable_rseq"]
+__all__ = ["UacLeg", "build_attempt", "policy_offer", "reliable_rseq"]
 
 log = logging.getLogger("pkiss.b2bua")
 
@@ -127,6 +128,19 @@ def reliable_rseq(response: Response) -> int | None:
         return None
     text = response.header("rseq") or ""
     return int(text) if text.strip().isdigit() else 0
+
+
+def policy_offer(offer: bytes, codecs: tuple[str, ...] | None, sdp: bool,
+                 what: str) -> bytes | None:  # fmt: skip
+    """An SDP ``offer`` with a peer's codec policy applied (``peers.*.codecs``); None when
+    no codec of it is left (logged with ``what``)."""
+    if not codecs or not offer or not sdp:
+        return offer
+    try:
+        return bytes(keep_codecs(parse_sdp(offer), codecs))
+    except SdpError as exc:
+        log.info("call %s: %s", what, exc)
+        return None
 
 
 def build_attempt(

@@ -662,6 +662,12 @@ class Peer(_Frozen):
     routes: tuple[Route, ...] | None = None
     """This PBX's own outbound table; None: the global one."""
     headers: Headers = Field(default_factory=Headers)
+    codecs: tuple[Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")], ...] | None = (
+        None
+    )
+    """Codec policy: an INVITE's SDP offer sent to this peer keeps only these codecs (rtpmap
+    encoding names, e.g. ``[PCMA, PCMU, telephone-event]``), in this order; none left: the
+    call gets 488. None: offers pass as they are."""
     trusted: bool = True
     """RFC 3325 trust: P-Asserted-Identity and Privacy are taken from and sent to a trusted
     peer; an untrusted one's PAI is ignored, and toward it PAI is stripped and a caller asking

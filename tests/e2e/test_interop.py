@@ -14,6 +14,7 @@ import math
 import re
 import struct
 import time
+import urllib.request
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -118,6 +119,13 @@ def _call_with_audio(
     media = sbc.cli_json("status")["media"]
     if media["relay"]:  # every packet the phones sent went through, none was ignored
         assert media["packets"] > 0 and media["ignored"] == 0, media
+        # both phones send from 127.0.0.1, not the address their SDP names: learned
+        assert media["learned"] >= 2, media
+        url = f"http://{sbc.config['admin']['listen']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            metrics = response.read().decode()
+        learned = re.search(r"^pkiss_media_learned_sources_total (\S+)$", metrics, re.M)
+        assert learned is not None and float(learned.group(1)) >= 2, metrics
         # topology, SDP attribute by attribute: what each phone got names nothing of the
         # other (address, its software, its RTCP name or stream ids)
         for phone, own, other in ((callee, PBX, CARRIER), (caller, CARRIER, PBX)):

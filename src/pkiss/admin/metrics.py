@@ -62,6 +62,10 @@ class _NodeCollector:
             yield CounterMetricFamily("pkiss_media_ignored_packets",
                                       "Packets to relay ports from unexpected sources",
                                       value=relay.stats["ignored"])  # fmt: skip
+            yield CounterMetricFamily("pkiss_media_learned_sources",
+                                      "Media sources learned from a first packet "
+                                      "(media.learn: first-packet)",
+                                      value=relay.stats.get("learned", 0))  # fmt: skip
 
 
 def render_metrics(node: Node, now: float) -> tuple[bytes, str]:

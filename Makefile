@@ -20,7 +20,9 @@ run: install
 # SIPVicious (svmap, svwar, svcrack) plays the scanners the SBC must stop, PostgreSQL keeps
 # call detail records, Redis shares state between nodes, rtpengine relays media, socat puts
 # OpenSSL's TLS in front of SIPp (which has none; openssl makes the test certificates),
-# headless Chromium shows the dashboard.
+# headless Chromium shows the dashboard; SIP software nobody here wrote proves interoperability:
+# baresip and linphone-cli as phones and PBXs, Kamailio as a carrier's edge proxy; sngrep and
+# tcpdump read traces.
 DEB_TOOLS := sipp:sip-tester svmap:sipvicious redis-server:redis-server socat:socat \
 	openssl:openssl rtpengine:rtpengine-daemon chromium:chromium baresip:baresip \
 	linphonec:linphone-cli kamailio:kamailio sngrep:sngrep tcpdump:tcpdump

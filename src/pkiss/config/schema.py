@@ -628,6 +628,32 @@ class Headers(_Frozen):
     value for value (``Diversion``, ``History-Info``, ``P-Charge-Info``...). Written ``pass``."""
 
 
+class SessionTimer(_Frozen):
+    """RFC 4028 session timers on the legs with a peer: each leg negotiates its own."""
+
+    expires: int = Field(default=1800, ge=90)
+    """Session interval (seconds) the SBC asks for in the INVITEs it sends the peer, and the
+    largest it grants the peer's INVITEs (a larger one is lowered to it)."""
+    min_se: int = Field(default=90, ge=90)
+    """Smallest interval the SBC accepts: a peer's INVITE asking for less gets 422 with
+    ``Min-SE`` (when it supports timers), and a 422 from the peer raises the SBC's offer."""
+    refresher: Literal["sbc", "peer"] = "sbc"
+    """Who refreshes when the SBC chooses: ``sbc`` (re-INVITE or UPDATE at half the interval)
+    or ``peer`` (when it supports timers; otherwise the SBC does)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_se > self.expires:
+            raise ValueError("min_se must not be larger than expires")
+        return self
+
+
+def _session_timer_switch(value: Any) -> Any:
+    if value is False or value is None:
+        return None
+    return {} if value is True else value
+
+
 class Peer(_Frozen):
     """A SIP neighbour: a carrier (operator) or a PBX."""
 
@@ -672,6 +698,13 @@ class Peer(_Frozen):
     """RFC 3325 trust: P-Asserted-Identity and Privacy are taken from and sent to a trusted
     peer; an untrusted one's PAI is ignored, and toward it PAI is stripped and a caller asking
     for privacy (``Privacy: id``) is made anonymous in From."""
+    session_timer: Annotated[SessionTimer | None, BeforeValidator(_session_timer_switch)] = (
+        Field(default_factory=SessionTimer)
+    )
+    """RFC 4028 session timers on this peer's legs; None when disabled (``false``)."""
+    refer: Literal["reject", "local"] = "reject"
+    """A REFER from this peer within a call: ``reject`` (403), or ``local``: the SBC places
+    the new call through its routing, bridges the remaining leg to it and reports with NOTIFY."""
 
     # Derived values live in the instance's __dict__, not in pydantic private attributes:
     # those are read through a slow __getattr__ (about 2 µs), and routing reads these per call.
@@ -757,6 +790,22 @@ class Scanners(_Frozen):
     )
 
 
+class Connections(_Frozen):
+    """Inbound TCP and TLS connections: what a source, and all of them, may hold."""
+
+    max: int = Field(default=2048, ge=1)
+    """Inbound connections held in all; beyond, the newest connection of a stranger is closed
+    (a peer's never)."""
+    per_source: int = Field(default=32, ge=1)
+    """Inbound connections held by one source address that matches no peer's addresses."""
+    first_message: Seconds = 5.0
+    """Seconds an inbound connection has to deliver its first complete SIP message."""
+    tls_handshake: Seconds = 5.0
+    """Seconds an inbound TLS connection has to complete its handshake."""
+    idle: Seconds = 3600.0
+    """Seconds without any message after which an inbound connection is closed."""
+
+
 class Security(_Frozen):
     """Filters applied to every packet before any state is kept."""
 
@@ -767,6 +816,7 @@ class Security(_Frozen):
     flood: Flood = Field(default_factory=Flood)
     auth_failures: AuthFailures = Field(default_factory=AuthFailures)
     scanners: Scanners = Field(default_factory=Scanners)
+    connections: Connections = Field(default_factory=Connections)
     methods: tuple[Method, ...] = DEFAULT_METHODS
     """Methods accepted; others get 405."""
     never_ban: tuple[Network, ...] = (

@@ -306,8 +306,13 @@ class Baresip(_Process):
     out: baresip then sends an empty ``Supported:`` header. ``auth`` (user, password) and
     ``registrar`` (``"ip:port"``) make it register there instead (``regint``).
 
-    ``dial(uri)``, ``hangup()``, ``wait_event("CALL_ESTABLISHED")``; ``events`` lists every
-    ctrl_tcp event received; ``log()`` is its output with the SIP trace (``-s``).
+    ``srtp`` makes SDES-keyed SRTP mandatory (RTP/SAVP, ``a=crypto``), ``dtls_srtp``
+    DTLS-SRTP (UDP/TLS/RTP/SAVP, ``a=fingerprint``, ``a=setup``); ``rtcp_mux`` offers and
+    accepts RTCP on the RTP port (``a=rtcp-mux``, RFC 5761).
+
+    ``dial(uri)``, ``hangup()``, ``send_dtmf(digits)``, ``transfer(uri)`` (a blind transfer:
+    REFER), ``wait_event("CALL_ESTABLISHED")``; ``events`` lists every ctrl_tcp event
+    received; ``log()`` is its output with the SIP trace (``-s``).
     """
 
     name = "baresip"
@@ -328,9 +333,15 @@ class Baresip(_Process):
         regint: int = 600,
         lifetime: int = 120,
         srtp: bool = False,
+        dtls_srtp: bool = False,
+        rtcp_mux: bool = False,
     ) -> None:
         self.binary = _require("baresip", "baresip")
+        if srtp and dtls_srtp:
+            raise ValueError("one media encryption at a time: srtp or dtls_srtp")
         self.srtp = srtp  # SDES-keyed SRTP (RTP/SAVP with a=crypto), mandatory
+        self.dtls_srtp = dtls_srtp  # DTLS-SRTP (UDP/TLS/RTP/SAVP, a=fingerprint, a=setup)
+        self.rtcp_mux = rtcp_mux  # offers and accepts a=rtcp-mux (RFC 5761)
         super().__init__(workdir)
         self.ip = ip
         self.port = port if port is not None else free_port(ip)
@@ -388,12 +399,18 @@ class Baresip(_Process):
             lines.insert(lines.index("module_tmp account.so"), "module_tmp uuid.so")
         if self.srtp:
             lines.insert(lines.index("module sndfile.so"), "module srtp.so")
+        if self.dtls_srtp:
+            lines.insert(lines.index("module sndfile.so"), "module dtls_srtp.so")
+        if self.rtcp_mux:
+            lines.append("rtcp_mux yes")
         return "\n".join(lines) + "\n"
 
     def account_text(self) -> str:
         params = [f"answermode={self.answer}", "audio_codecs=PCMU,PCMA"]
         if self.srtp:
             params.append("mediaenc=srtp-mand")
+        if self.dtls_srtp:
+            params.append("mediaenc=dtls_srtp")
         if self.auth is not None:
             params += [f"auth_user={self.auth[0]}", f"auth_pass={self.auth[1]}"]
         if self.registrar is not None:
@@ -472,6 +489,24 @@ class Baresip(_Process):
 
     def hangup(self) -> dict[str, Any]:
         return self.command("hangup")
+
+    def send_dtmf(self, digits: str) -> dict[str, Any]:
+        """Send ``digits`` (0-9, *, #, A-D) in the current call, then the key release:
+        baresip's ``sndcode`` command. With ``telephone-event`` negotiated they go as RFC 4733
+        events in the RTP stream; the other phone reports each as a ``CALL_DTMF_START`` event
+        (and ``call: received DTMF`` in its log)."""
+        return self.command("sndcode", digits)
+
+    def transfer(self, uri: str) -> dict[str, Any]:
+        """Blind transfer of the current call to ``uri``: baresip's ``transfer`` command,
+        which sends a REFER with ``Refer-To: uri`` (RFC 3515) in the call's dialog."""
+        return self.command("transfer", uri)
+
+    def dtmf_received(self) -> str:
+        """The digits received so far, in order, from ``CALL_DTMF_START`` events."""
+        with self._cond:
+            return "".join(str(e.get("param", ""))[:1] for e in self.events
+                           if e.get("type") == "CALL_DTMF_START")  # fmt: skip
 
     def event_types(self) -> list[str]:
         with self._cond:

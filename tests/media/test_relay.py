@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import NamedTuple
 
 import pytest
 
 from pkiss.media import BuiltinRelay, MediaError
 from pkiss.media.relay import LEARN_WINDOW, Learn
-from pkiss.sdp import parse_sdp
+from pkiss.sdp import Media, parse_sdp
 
 A_HOST, B_HOST = "127.0.0.2", "127.0.0.3"
 
@@ -174,7 +175,8 @@ async def _unsignalled(learn: Learn, times: list[float]) -> dict[str, object]:
 def test_signalled_ignores_a_source_the_sdp_does_not_name() -> None:
     got = asyncio.run(_unsignalled("signalled", [10.1, 10.2, 10.3]))
     assert got["heard"] == [] and got["back"] == b""  # B's media went where A's SDP says
-    assert got["stats"] == {"packets": 1, "bytes": 4, "ignored": 3, "learned": 0}
+    assert got["stats"] == {"packets": 1, "bytes": 4, "ignored": 3, "learned": 0, "rtcp": 0,
+                            "rtcp_muxed": 0}  # fmt: skip
 
 
 def test_first_packet_latches_onto_the_first_source_within_the_window() -> None:
@@ -182,7 +184,8 @@ def test_first_packet_latches_onto_the_first_source_within_the_window() -> None:
     # A's first packet came within 3 s of the answer: learned; the stranger is not, even
     # within the window; A is still heard after it, and B's media goes back to A
     assert got["heard"] == [b"a1", b"a2"] and got["back"] == b"to a"
-    assert got["stats"] == {"packets": 3, "bytes": 8, "ignored": 1, "learned": 1}
+    assert got["stats"] == {"packets": 3, "bytes": 8, "ignored": 1, "learned": 1, "rtcp": 0,
+                            "rtcp_muxed": 0}  # fmt: skip
 
 
 def test_first_packet_learns_nothing_after_the_window() -> None:
@@ -228,3 +231,109 @@ def test_learn_is_checked() -> None:
     assert LEARN_WINDOW == 3.0
     with pytest.raises(ValueError, match="learn must be signalled or first-packet"):
         BuiltinRelay("127.0.0.1", (42200, 42299), learn="always")  # type: ignore[arg-type]
+
+
+# --- RTCP: its own port (RFC 3605), or the RTP port (RFC 5761 rtcp-mux) ---------------------
+
+RTP = bytes([0x80, 0x00, 0x00, 0x01]) + bytes(8) + b"\xd5" * 160  # PCMU, one 20 ms frame
+RTCP_RR = bytes([0x80, 201, 0x00, 0x01]) + bytes(4)  # an empty receiver report
+
+
+def media(host: str, port: int, *extra: str) -> bytes:
+    return offer(host, port) + "".join(f"{line}\r\n" for line in extra).encode()
+
+
+class Rtcp(NamedTuple):
+    arrived: dict[str, list[int]]
+    to_a: Media
+    to_b: Media
+    stats: dict[str, int]
+
+
+async def _rtcp(a_lines: tuple[str, ...], b_lines: tuple[str, ...],
+                a_rtcp_port: int | None = None) -> Rtcp:  # fmt: skip
+    """A offers with ``a_lines``, B answers with ``b_lines``; each sends an RTP packet and an
+    RTCP report where its SDP tells it to (the relay's RTP port when it muxes, else the
+    relay's RTCP port, port + 1); returns where each side's packets arrived (0: its RTP
+    socket, 1: its RTCP socket, the one its ``a=rtcp`` names when ``a_rtcp_port``), the SDP
+    each got, and the relay's counters."""
+    loop = asyncio.get_running_loop()
+    relay = BuiltinRelay("127.0.0.1", (42300, 42399), loop.add_reader, loop.remove_reader,
+                         loop.time)  # fmt: skip
+    a_rtp, b_rtp = endpoint(A_HOST), endpoint(B_HOST)
+    a_rtcp = endpoint(A_HOST)
+    b_rtcp = endpoint(B_HOST)
+    if a_rtcp_port is None:  # RFC 3605's default: the next port
+        a_rtcp.close()
+        a_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        a_rtcp.settimeout(2)
+        a_rtcp.bind((A_HOST, a_rtp.getsockname()[1] + 1))
+    else:
+        a_lines = (*a_lines, f"a=rtcp:{a_rtcp.getsockname()[1]}")
+    b_rtcp.close()
+    b_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b_rtcp.settimeout(2)
+    b_rtcp.bind((B_HOST, b_rtp.getsockname()[1] + 1))
+    to_b = parse_sdp(relay.rewrite("c", "a", media(A_HOST, a_rtp.getsockname()[1], *a_lines),
+                                   "127.0.0.1", A_HOST, 0.0))  # fmt: skip
+    to_a = parse_sdp(relay.rewrite("c", "b", media(B_HOST, b_rtp.getsockname()[1], *b_lines),
+                                   "127.0.0.1", B_HOST, 0.0, "answer"))  # fmt: skip
+    muxed = to_a.media[0].muxed and to_b.media[0].muxed  # what each end then does
+    arrived: dict[str, list[int]] = {"a": [], "b": []}
+    for name, sdp, rtp, rtcp, far in (("a", to_a, a_rtp, a_rtcp, (b_rtp, b_rtcp)),
+                                      ("b", to_b, b_rtp, b_rtcp, (a_rtp, a_rtcp))):  # fmt: skip
+        port = sdp.media[0].port
+        rtp.sendto(RTP, ("127.0.0.1", port))
+        (rtp if muxed else rtcp).sendto(RTCP_RR, ("127.0.0.1", port if muxed else port + 1))
+        await asyncio.sleep(0.05)
+        for which, sock in enumerate(far):
+            sock.settimeout(0.1)
+            while True:
+                try:
+                    sock.recvfrom(2048)
+                except TimeoutError:
+                    break
+                arrived[name].append(which)
+    stats = dict(relay.stats)
+    relay.release("c")
+    relay.close()
+    for sock in (a_rtp, a_rtcp, b_rtp, b_rtcp):
+        sock.close()
+    return Rtcp(arrived, to_a.media[0], to_b.media[0], stats)
+
+
+def test_rtcp_mux_offered_and_accepted_rides_the_rtp_ports_both_ways() -> None:
+    got = asyncio.run(_rtcp(("a=rtcp-mux",), ("a=rtcp-mux",)))
+    # the attribute crossed both ways, no a=rtcp was made up
+    for sdp in (got.to_a, got.to_b):
+        assert sdp.muxed and sdp.rtcp() is None
+    # RTP and RTCP of each side reached the other's RTP port, none its RTCP port
+    assert got.arrived == {"a": [0, 0], "b": [0, 0]}
+    assert got.stats["packets"] == 4
+    assert got.stats["rtcp"] == 2 and got.stats["rtcp_muxed"] == 2
+
+
+def test_rtcp_mux_declined_keeps_rtcp_on_its_own_ports() -> None:
+    got = asyncio.run(_rtcp(("a=rtcp-mux",), ()))
+    assert got.to_b.muxed and not got.to_a.muxed
+    assert got.arrived == {"a": [0, 1], "b": [0, 1]}
+    assert got.stats["rtcp"] == 2 and got.stats["rtcp_muxed"] == 0
+
+
+def test_rtcp_goes_to_the_port_a_rtcp_names() -> None:
+    """RFC 3605: A receives RTCP on a port of its choosing, not RTP + 1; the SDP B gets names
+    the relay's own RTCP port."""
+    got = asyncio.run(_rtcp((), (), a_rtcp_port=0))
+    assert got.arrived == {"a": [0, 1], "b": [0, 1]}
+    assert got.to_b.rtcp() == (got.to_b.port + 1, "127.0.0.1")
+
+
+def test_a_muxed_answer_naming_its_rtp_port_in_a_rtcp_names_the_relays_rtp_port() -> None:
+    relay = BuiltinRelay("127.0.0.1", (42400, 42499))
+    relay.rewrite("c", "a", media(A_HOST, 5000, "a=rtcp-mux", "a=rtcp:5001"), "127.0.0.1",
+                  A_HOST, 0.0)  # fmt: skip
+    to_a = parse_sdp(relay.rewrite("c", "b", media(B_HOST, 6000, "a=rtcp-mux", "a=rtcp:6000"),
+                                   "127.0.0.1", B_HOST, 0.0, "answer")).media[0]  # fmt: skip
+    assert to_a.rtcp() == (to_a.port, "127.0.0.1") and to_a.muxed
+    relay.release("c")
+    relay.close()

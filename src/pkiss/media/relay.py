@@ -16,6 +16,19 @@ Which sources are accepted is the ``learn`` setting (``media.learn``):
   changes forgets what it learned and learns again. The price (RTP bleed): within the
   window, before the peer's first packet, anyone who guesses the port is taken for the peer.
 
+RTCP goes where the side's ``a=rtcp`` says (RFC 3605), else to its RTP port + 1. When both
+sides' SDP carry ``a=rtcp-mux`` (RFC 5761: offered and accepted), each sends RTCP to the RTP
+port it got and the relay carries it there, RTP socket to RTP socket like the RTP itself; what
+still reaches a muxed stream's RTCP socket (an offerer's RTCP sent before the answer, which
+§5.1.3 allows) goes out of the other side's RTP socket too. The SDP crosses with its
+``a=rtcp-mux`` untouched (sdp/session.py), so both ends mux or neither does: the relay never
+has to split one side's muxed RTCP toward a side that does not mux. DTLS-SRTP's handshake
+(RFC 5764 §5.1.2: told apart from RTP by its first byte, 20-63) and T.38's UDPTL packets are
+relayed the same way, as the RTP they share the ports with: the relay decrypts and
+rewrites nothing (it reads a muxed packet's second byte, to count RTCP).
+``stats``: ``rtcp`` RTCP packets relayed (packet types 192-223, RFC 5761 §4), of which
+``rtcp_muxed`` came on an RTP port.
+
 Each side's pair is of that side's address family: a call may come in over IPv6 and leave
 over IPv4, its media too (the relay binds one address per family).
 
@@ -68,6 +81,7 @@ class _Side:
     dest: list[Any] = field(default_factory=lambda: [None, None])  # RTP, RTCP (host, port)
     hosts: tuple[str, ...] = ()  # sources this side's media may come from
     latched: bool = False
+    mux: bool = False  # its SDP has a=rtcp-mux: it sends and receives RTCP on the RTP port
     learned: str | None = None  # first-packet: the host of this side's first packet
     learn_until: float = 0.0  # first-packet: a new source is learned before this time
 
@@ -111,7 +125,8 @@ class BuiltinRelay:
         self._remove_reader = remove_reader
         self._clock = clock
         self.calls: dict[str, _Call] = {}
-        self.stats = {"packets": 0, "bytes": 0, "ignored": 0, "learned": 0}
+        self.stats = {"packets": 0, "bytes": 0, "ignored": 0, "learned": 0, "rtcp": 0,
+                      "rtcp_muxed": 0}  # fmt: skip
         # socket fd -> (call, its stream, the side it faces, 0 RTP / 1 RTCP)
         self._routes: dict[int, tuple[str, dict[str, _Side], str, int]] = {}
         # pairs of ended calls per family, sockets open and watched, oldest first
@@ -143,7 +158,12 @@ class BuiltinRelay:
             host = conn[1]
             mine = self._side(call, stream, side, _family(host))
             theirs = self._side(call, stream, other, _family(address))
-            mine.dest = [(host, media.port), (host, media.port + 1)]
+            rtcp = media.rtcp()
+            rtcp_dest = (host, media.port + 1)
+            if rtcp is not None:  # JSEP's placeholder "9 IN IP4 0.0.0.0" names no address
+                rtcp_dest = (host if rtcp[1] in (None, "0.0.0.0", "::") else rtcp[1], rtcp[0])
+            mine.dest = [(host, media.port), rtcp_dest]
+            mine.mux = media.muxed
             mine.hosts = tuple(dict.fromkeys((host, peer_host)))
             mine.latched = False
             if self.learn == "first-packet":
@@ -270,17 +290,23 @@ class BuiltinRelay:
                 if not side.latched:
                     side.dest[0] = source[:2]
                     side.latched = True
+                rtcp = side.mux and len(data) > 1 and 192 <= data[1] <= 223
             else:
                 side.dest[1] = source[:2]
-            dest = peer.dest[which]
+                rtcp = True
+            out = 0 if side.mux and peer.mux else which  # RFC 5761: both mux, all on RTP
+            dest = peer.dest[out]
             if dest is None:
                 continue
             try:
-                (peer.rtcp if which else peer.rtp).sendto(data, dest)
+                (peer.rtcp if out else peer.rtp).sendto(data, dest)
             except OSError:
                 continue  # a full buffer or an unreachable port: RTP tolerates loss
             stats["packets"] += 1
             stats["bytes"] += len(data)
+            if rtcp:
+                stats["rtcp"] += 1
+                stats["rtcp_muxed"] += 1 - which
             forwarded = True
         if forwarded and self._clock is not None and route is not None:
             state = self.calls.get(route[0])

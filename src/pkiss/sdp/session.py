@@ -2,7 +2,22 @@
 rewrite, every line it does not touch kept as it came.
 
 Only the lines that carry addresses are interpreted: ``o=`` (origin), ``c=`` (connection, at
-session or media level), ``m=`` (media: port) and ``a=rtcp:`` (RFC 3605).
+session or media level), ``m=`` (media: port) and ``a=rtcp:`` (RFC 3605); ``a=rtcp-mux`` is
+read, not changed.
+
+RTCP multiplexing (RFC 5761): a side that offers or accepts ``a=rtcp-mux`` sends its RTCP to
+the RTP port it got and receives it on its own. The attribute crosses as it came, both ways,
+so that the two ends agree with each other and with the relay, which carries the muxed RTCP
+on the RTP port pair (``Media.muxed``). ``a=rtcp`` names the relay: its RTCP port (RTP port
++ 1), or its RTP port when a muxing side's own ``a=rtcp`` named its RTP port (RFC 5761
+§5.1.3, RFC 8858 §4: an answer accepting the mux, ``rtcp-mux-only``, rtpengine's answers,
+WebRTC's placeholder port 9); without ``a=rtcp`` none is added (RFC 3605's default, port
++ 1, is where the relay listens).
+
+Other media than RTP cross alike: ``m=image <port> udptl t38`` (T.38 fax, ITU-T T.38 Annex D)
+gets the relay's port and keeps its ``a=T38Fax...`` attributes; DTLS-SRTP's
+``UDP/TLS/RTP/SAVP`` with ``a=fingerprint`` and ``a=setup`` (RFC 5763, RFC 8842) keeps them,
+the relay carrying the DTLS handshake on the media ports like any packet.
 
 What the other side of a relayed call sees reveals nothing of the first side (its addresses,
 users or software); what media needs passes untouched. Dropped (``_TYPES``, ``_DROPPED``):
@@ -75,6 +90,34 @@ class Media:
                 return value
         return None
 
+    def attribute(self, name: str) -> str | None:
+        """The value of the first ``a=name`` (``""`` for a flag such as ``a=rtcp-mux``), None
+        when absent; names compare in lower case."""
+        for key, value in self.lines:
+            if key == "a":
+                found, colon, rest = value.partition(":")
+                if found.strip().lower() == name:
+                    return rest.strip() if colon else ""
+        return None
+
+    @property
+    def muxed(self) -> bool:
+        """Whether the stream offers or accepts RTCP on the RTP port (RFC 5761 ``a=rtcp-mux``,
+        or RFC 8858's ``a=rtcp-mux-only``, which comes with it or stands for it)."""
+        return self.attribute("rtcp-mux") is not None or self.attribute("rtcp-mux-only") is not None
+
+    def rtcp(self) -> tuple[int, str | None] | None:
+        """Where this stream's RTCP goes by ``a=rtcp`` (RFC 3605): (port, address or None for
+        the stream's own); None without one, or one that does not read."""
+        value = self.attribute("rtcp")
+        if not value:
+            return None
+        parts = value.split()
+        if not parts[0].isdigit() or int(parts[0]) > 65535:
+            return None
+        address = parts[3].split("/")[0] if len(parts) == 4 and parts[1] == "IN" else None
+        return int(parts[0]), address
+
 
 @dataclass(slots=True)
 class Session:
@@ -98,8 +141,9 @@ class Session:
     def rewrite(self, address: str, ports: list[int | None]) -> Session:
         """A copy that receives media at ``address``: ``ports[i]`` for the i-th ``m=`` (None
         or 0 keeps a disabled stream at port 0); o= and c= carry ``address`` (o= with user
-        ``-``), s= is ``-``, RTCP goes to port + 1 (a disabled stream's ``a=rtcp`` is
-        dropped), and what would reveal the other side is dropped (see the module)."""
+        ``-``), s= is ``-``, ``a=rtcp`` names port + 1, or the port itself when it named the
+        RTP port (RTCP muxed; a disabled stream's ``a=rtcp`` is dropped), and what would
+        reveal the other side is dropped (see the module)."""
         family = "IP6" if ":" in address else "IP4"
         lines: list[tuple[str, str]] = []
         for key, value in self.lines:
@@ -127,7 +171,9 @@ class Session:
                 elif key == "a" and value.split(":", 1)[0].strip().lower() == "rtcp":
                     if not port:
                         continue
-                    value = f"rtcp:{port + 1} IN {family} {address}"
+                    rtcp = m.rtcp()
+                    on_rtp = m.muxed and rtcp is not None and rtcp[0] == m.port
+                    value = f"rtcp:{port if on_rtp else port + 1} IN {family} {address}"
                 mlines.append((key, value))
             media.append(Media(m.kind, port, m.count if port else "", m.proto, m.formats, mlines))
         return Session(lines, media)

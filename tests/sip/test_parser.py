@@ -633,9 +633,9 @@ def test_empty_lines_among_list_lines_add_nothing() -> None:
     assert msg.values("accept") == ["application/sdp", "text/plain;q=0.5"]
     msg = parse(request("Supported:", "Supported: timer, 100rel", "Supported: \t"))
     assert msg.values("supported") == ["timer", "100rel"]
-    msg = parse(request("Require:", "Require: timer", start="INVITE sip:b@example.com SIP/2.0"))
+    msg = parse(request("Require:", "Require: path", start="INVITE sip:b@example.com SIP/2.0"))
     assert isinstance(msg, Request)
-    assert check_request(msg) == (420, "Bad Extension", [("Unsupported", "timer")])
+    assert check_request(msg) == (420, "Bad Extension", [("Unsupported", "path")])
 
 
 @pytest.mark.parametrize("line", ["Supported: timer,,100rel", "Allow: ,INVITE", "Require: 100rel,"])

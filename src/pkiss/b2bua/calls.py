@@ -60,6 +60,7 @@ from .events import (
 from .headers_policy import ALLOW, RESPONSE_HEADERS, capabilities, copy_allowed, with_extra
 from .leg import Leg
 from .relay import Body, Relay, relay_ack, relay_request, relay_response, relay_timed_out
+from .session_timer import Refuse, answer_of, negotiate
 from .table import TABLE, Action, CallState
 from .uac import UacLeg, build_attempt, policy_offer, reliable_rseq
 from .uas import UasLeg
@@ -82,8 +83,9 @@ _ACTIONS = {action: f"_do_{action.name.lower()}" for action in Action}
 
 
 class _Timer(NamedTuple):
-    kind: str  # "setup" (the attempt's setup_timeout) or "1xx" (reliable provisionals)
+    kind: str  # "setup" (setup_timeout), "1xx" (reliable provisionals), "session" (RFC 4028)
     call: Call
+    leg: Leg | None = None  # the leg of a session timer
 
 
 class _Forget(NamedTuple):
@@ -95,10 +97,11 @@ class _Forget(NamedTuple):
 class _Client(NamedTuple):
     """What a client transaction of the calls is for."""
 
-    purpose: str  # "invite", "relay", "bye", "cancel", "prack"
+    purpose: str  # "invite", "relay", "bye", "cancel", "prack", "refresh"
     call: Call
     relay: Relay | None = None
     attempt: UacLeg | None = None  # the B-leg an INVITE was sent on
+    leg: Leg | None = None  # the leg a session refresh was sent on
 
 
 class Calls:
@@ -172,6 +175,10 @@ class Calls:
             if challenge is not None:
                 out.respond(key, challenge, now)
                 return
+        timer = negotiate(request, peer.session_timer)
+        if isinstance(timer, Refuse):  # an interval too short for us (RFC 4028 §9)
+            self._refuse(request, key, 422, now, out, headers=[("Min-SE", str(timer.min_se))])
+            return
         down = self.monitor.down if self.monitor is not None else ()
         decision = self.router.route(request, peer, next(self._turn), down)
         if decision.reject is not None:
@@ -200,6 +207,7 @@ class Calls:
                          why=f"over the {refusal.limit} limit of {peer.name}")  # fmt: skip
             return
         a = UasLeg.of_invite(peer.name, request, key, source, self.local(source))
+        a.timer = timer
         call = Call(a, peer.name, decision.number, targets, now, self.peers, held=[peer.name])
         self.calls.add(call)
         self.stats["calls"] += 1
@@ -323,11 +331,17 @@ class Calls:
             call.late_ack = b
             call.late_ack_cseq = response.cseq.seq if response.cseq else b.local_cseq
         call.a.confirmed = True
+        peer = call.peers.get(b.peer)
+        b.timer = answer_of(response, peer.session_timer if peer is not None else None)
+        headers = self._answer_headers(call, response)
+        if call.a.timer is not None:
+            headers += call.a.timer.headers(uac_is_node=False)
         call.a.final(
-            response.status, now, out, reason=reason_phrase(response.status),
-            headers=self._answer_headers(call, response),
+            response.status, now, out, reason=reason_phrase(response.status), headers=headers,
             body=self._body(call, b, response, now, kind_of_reply(call.a.invite)),
         )  # fmt: skip
+        self._start_timer(call, call.a, now, out)
+        self._start_timer(call, b, now, out)
 
     def _do_fail_caller(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
         assert isinstance(event, Failed)
@@ -374,10 +388,13 @@ class Calls:
 
     def _do_relay_request(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
         assert isinstance(event, (Updated, Info, Pracked))
-        relay = relay_request(call, event, self._body_of(call, now), now, out)
+        other = call.other(event.leg)
+        assert other is not None
+        # a re-INVITE or UPDATE sent on a leg refreshes its session (RFC 4028 §7.4)
+        refresh = other.timer is not None and isinstance(event, Updated)
+        extra = other.timer.headers(uac_is_node=True) if refresh and other.timer else []
+        relay = relay_request(call, event, self._body_of(call, now), now, out, extra)
         if relay is not None:
-            other = call.other(event.leg)
-            assert other is not None
             key = out.request(relay.sent, other.next_address(), self, now)
             self.clients[key] = _Client("relay", call, relay)
 
@@ -479,16 +496,42 @@ class Calls:
         if method not in _RELAYED:
             self._answer(key, request, 501, now, out, [("Allow", ALLOW)])
             return
+        if method == "INVITE" and (
+            leg.reinvite_pending or not other.confirmed
+            or (leg.timer is not None and leg.timer.refreshing and not leg.timer.update)
+        ):  # fmt: skip
+            self._answer(key, request, 491, now, out, reason="Request Pending")
+            return
+        if method in ("INVITE", "UPDATE") and not self._refreshed(call, leg, request, key,
+                                                                  now, out):  # fmt: skip
+            return
         if method == "INVITE":
-            if leg.reinvite_pending or not other.confirmed:
-                self._answer(key, request, 491, now, out, reason="Request Pending")
-                return
             leg.reinvite_pending = True
-            leg.learn_from_request(request)
-        elif method == "UPDATE":
+        if method in ("INVITE", "UPDATE"):
             leg.learn_from_request(request)
         event = Updated if method in ("INVITE", "UPDATE") else Info
         self._feed(call, event(leg, request, key), now, out)
+
+    def _refreshed(self, call: Call, leg: Leg, request: Request, key: str | None, now: float,
+                   out: Outbox) -> bool:  # fmt: skip
+        """A re-INVITE or UPDATE from ``leg`` as a session refresh: False when it is answered
+        here (422 for too short an interval; 200 to an UPDATE without a body, which carries
+        nothing for the other side), True when it goes on to the other leg."""
+        peer = call.peers.get(leg.peer)
+        timer = negotiate(request, peer.session_timer if peer is not None else None, leg.timer)
+        if isinstance(timer, Refuse):
+            self._answer(key, request, 422, now, out, [("Min-SE", str(timer.min_se))])
+            return False
+        leg.timer = timer
+        if request.method == "UPDATE" and not request.body:
+            leg.learn_from_request(request)
+            headers = [("Contact", leg.local.contact)]
+            if timer is not None:
+                headers += timer.headers(uac_is_node=False)
+            self._answer(key, request, 200, now, out, headers)
+            self._start_timer(call, leg, now, out)
+            return False
+        return True
 
     @staticmethod
     def _answer(
@@ -513,10 +556,24 @@ class Calls:
         if client.purpose == "invite" and client.attempt is not None:
             self._invite_response(client.call, client.attempt, key, response, now, out)
         elif client.purpose == "relay" and client.relay is not None and response.status >= 200:
-            call = client.call
-            hang_up = relay_response(client.relay, response, self._body_of(call, now), now, out)
-            if hang_up is not None:
-                self._feed(call, HungUp(hang_up), now, out)
+            self._relayed_response(client.call, client.relay, response, now, out)
+        elif client.purpose == "refresh" and client.leg is not None and status >= 200:
+            self._refresh_response(client.call, client.leg, response, now, out)
+
+    def _relayed_response(self, call: Call, relay: Relay, response: Response, now: float,
+                          out: Outbox) -> None:  # fmt: skip
+        from_leg, to_leg = relay.from_leg, call.other(relay.from_leg)
+        refresh = relay.sent.method in ("INVITE", "UPDATE") and 200 <= response.status < 300
+        extra = from_leg.timer.headers(uac_is_node=False) if refresh and from_leg.timer else []
+        hang_up = relay_response(relay, response, self._body_of(call, now), now, out, extra)
+        if hang_up is not None:
+            self._feed(call, HungUp(hang_up), now, out)
+        elif refresh and to_leg is not None:  # both legs' sessions were refreshed
+            peer = call.peers.get(to_leg.peer)
+            settings = peer.session_timer if peer is not None else None
+            to_leg.timer = answer_of(response, settings, to_leg.timer)
+            self._start_timer(call, from_leg, now, out)
+            self._start_timer(call, to_leg, now, out)
 
     def _invite_response(self, call: Call, b: UacLeg, key: str, response: Response,
                          now: float, out: Outbox) -> None:  # fmt: skip
@@ -541,6 +598,8 @@ class Calls:
             return
         if status in (401, 407) and self._answer_challenge(call, b, response, now, out):
             return
+        if status == 422 and self._answer_422(call, b, response, now, out):
+            return
         peer = call.peers.get(b.peer)
         failover_on = peer.failover_on if peer is not None else ()
         event = b.translate(response, failover_on, bool(call.targets))
@@ -557,6 +616,16 @@ class Calls:
         self._send_invite(call, b, peer.setup_timeout if peer is not None else 3.0, now, out)
         return True
 
+    def _answer_422(self, call: Call, b: UacLeg, response: Response, now: float,
+                    out: Outbox) -> bool:  # fmt: skip
+        peer = call.peers.get(b.peer)
+        if b.answer_422(response, peer) is None:
+            return False
+        log.info("call %s: %s asks for a longer session interval: %s", call.a.call_id, b.peer,
+                 response.header("min-se"))  # fmt: skip
+        self._send_invite(call, b, peer.setup_timeout if peer is not None else 3.0, now, out)
+        return True
+
     def on_timeout(self, key: str, now: float, out: Outbox) -> None:
         client = self.clients.pop(key, None)
         if client is None:
@@ -569,6 +638,8 @@ class Calls:
             relay_timed_out(client.relay, now, out)
             if not call.ended:
                 self._feed(call, HungUp("in-dialog request timed out"), now, out)
+        elif client.purpose == "refresh" and not call.ended:
+            self._feed(call, HungUp("session refresh timed out"), now, out)
 
     # --------------------------------------------------------------------- deadlines
     def on_deadline(self, ref: object, at: float, now: float, out: Outbox) -> None:
@@ -581,6 +652,9 @@ class Calls:
         if ref.kind == "setup":
             call.setup_deadline = None
             self._feed(call, NoAnswer(), now, out)
+            return
+        if ref.kind == "session" and ref.leg is not None:
+            self._session_due(call, ref.leg, now, out)
             return
         due = call.a.retransmit(now, out)
         if due is not None:
@@ -596,7 +670,75 @@ class Calls:
             return True
         if ref.kind == "1xx":
             return call.a.final_sent or not call.a.unacked
+        if ref.kind == "session":
+            timer = ref.leg.timer if ref.leg is not None else None
+            return timer is None or timer.due != at or timer.refreshing
         return call.setup_deadline != at or call.state is not CallState.ROUTING
+
+    # ------------------------------------------------------------- session timers
+    def _start_timer(self, call: Call, leg: Leg, now: float, out: Outbox) -> None:
+        """(Re)start ``leg``'s session interval: a refresh just succeeded on it."""
+        if leg.timer is not None and not call.ended:
+            out.at(leg.timer.start(now), self, _Timer("session", call, leg))
+
+    def _session_due(self, call: Call, leg: Leg, now: float, out: Outbox) -> None:
+        """Refresh ``leg`` when the node is its refresher; else its session expired."""
+        timer = leg.timer
+        assert timer is not None
+        if not timer.ours:
+            log.info("call %s: the %s-leg's session expired unrefreshed (%d s), hanging up",
+                     call.a.call_id, leg.side, timer.interval)  # fmt: skip
+            self._feed(call, HungUp("session expired"), now, out)
+            return
+        if leg.reinvite_pending and not timer.update:
+            # the peer's re-INVITE is under way (ours would cross it, §14.1): it refreshes
+            # the leg when answered, else the node tries again (a 491 from the peer too)
+            timer.due = now + 2.0
+            out.at(timer.due, self, _Timer("session", call, leg))
+            return
+        self._refresh(call, leg, now, out)
+
+    def _refresh(self, call: Call, leg: Leg, now: float, out: Outbox) -> None:
+        """The node's session refresh on ``leg`` (RFC 4028 §7.4): a bodiless UPDATE when the
+        peer allows UPDATE, else a re-INVITE with the description last sent on that leg."""
+        timer = leg.timer
+        assert timer is not None
+        timer.refreshing = True
+        headers = timer.headers(uac_is_node=True)
+        if timer.update or not leg.sdp:
+            request = leg.request("UPDATE", headers=headers)
+        else:
+            headers += [("Allow", ALLOW), ("Content-Type", "application/sdp")]
+            request = leg.request("INVITE", headers=headers, body=leg.sdp)
+        key = out.request(request, leg.next_address(), self, now)
+        self.clients[key] = _Client("refresh", call, leg=leg)
+
+    def _refresh_response(self, call: Call, leg: Leg, response: Response, now: float,
+                          out: Outbox) -> None:  # fmt: skip
+        timer = leg.timer
+        status, method = response.status, response.cseq.method if response.cseq else ""
+        if timer is None or call.ended:
+            return
+        if method == "INVITE" and status < 300:
+            out.ack(leg.ack(response.cseq.seq if response.cseq else leg.local_cseq),
+                    leg.next_address(), now)  # fmt: skip
+        if status < 300:
+            peer = call.peers.get(leg.peer)
+            leg.timer = answer_of(response, peer.session_timer if peer is not None else None,
+                                  timer)  # fmt: skip
+            self._start_timer(call, leg, now, out)
+        elif status in (408, 481):  # the dialog is gone (RFC 4028 §10)
+            self._feed(call, HungUp(f"{status} on session refresh"), now, out)
+        elif status == 422 and (interval := _min_se_of(response)) > timer.interval:
+            timer.interval = timer.min_se = interval
+            self._refresh(call, leg, now, out)
+        elif method == "UPDATE" and status in (405, 501) and leg.sdp:
+            timer.update = False  # no UPDATE after all: a re-INVITE
+            self._refresh(call, leg, now, out)
+        else:  # glare (491) or a refusal: the session goes on, tried again in a while
+            timer.due = now + (2.0 if status == 491 else timer.interval / 4)
+            timer.refreshing = False
+            out.at(timer.due, self, _Timer("session", call, leg))
 
     # ------------------------------------------------------------------ node commands
     def hangup_all(self, now: float, out: Outbox) -> None:
@@ -614,6 +756,11 @@ class Calls:
             if call.answered_at is not None and now - call.answered_at >= timeout:
                 log.info("call %s: no media for %g s, hanging up", call.a.call_id, timeout)
                 self._feed(call, HungUp("media timeout"), now, out)
+
+
+def _min_se_of(response: Response) -> int:
+    value = (response.header("min-se") or "").strip()
+    return int(value) if value.isdigit() and len(value) < 10 else 0
 
 
 def _retry_after(refusal: Refusal) -> list[Header]:

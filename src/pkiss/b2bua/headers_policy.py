@@ -34,7 +34,7 @@ KNOWN_METHODS = frozenset(
 
 def capabilities() -> list[Header]:
     """What an OPTIONS learns of the node: no more than a peer needs to call it."""
-    return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "100rel")]
+    return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "100rel, timer")]
 
 
 # Headers of a request that describe the session or the body, never the path it took.
@@ -67,7 +67,6 @@ RESPONSE_HEADERS = frozenset(
         "content-language",
         "unsupported",
         "retry-after",
-        "min-se",
         "privacy",
     }
 )

@@ -21,15 +21,19 @@ from ..sip.message import Header, Request
 from ..sip.transaction import Addr
 from ..sip.uri import SipURI, parse_uri
 from ..transport.listeners import LocalAddress
+from .session_timer import LegTimer
 
 __all__ = ["Leg", "LocalAddress"]
+
+_SDP_METHODS = frozenset({"INVITE", "UPDATE", "ACK", "PRACK"})
 
 
 class Leg(Dialog):
     """One side of a call: its dialog, the peer it belongs to, where its requests go
     (``dest``) and the SBC's own address on that side (``local``)."""
 
-    __slots__ = ("_hop", "confirmed", "dest", "local", "peer", "reinvite_pending", "side")
+    __slots__ = ("_hop", "confirmed", "dest", "local", "peer", "reinvite_pending", "sdp", "side",
+                 "timer")  # fmt: skip
 
     def __init__(
         self,
@@ -52,6 +56,8 @@ class Leg(Dialog):
         self.confirmed = False
         self.reinvite_pending = False  # a re-INVITE from this leg awaits its answer (§14.1)
         self._hop: tuple[str, Addr] | None = None  # (next hop URI, its address)
+        self.sdp = b""  # the session description the node last sent on this leg
+        self.timer: LegTimer | None = None  # RFC 4028, this leg's own (session_timer.py)
 
     def request(
         self,
@@ -63,6 +69,8 @@ class Leg(Dialog):
         max_forwards: int = 70,
     ) -> Request:
         """A request within this leg's dialog, with the SBC's Via (fresh branch) and Contact."""
+        if body and method in _SDP_METHODS:
+            self.sdp = body
         return self.build(
             method, self.local.via(new_branch()), contact=self.local.contact, headers=headers,
             body=body, cseq=cseq, max_forwards=max_forwards,

@@ -8,7 +8,7 @@ from and carries its SDP answer. A PRACK carries the callee side's RSeq (``UasLe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..outbox import Outbox
@@ -39,9 +39,10 @@ class Relay:
 
 
 def relay_request(call: Call, event: Updated | Info | Pracked, body: Body, now: float,
-                  out: Outbox) -> Relay | None:  # fmt: skip
-    """The request for the other leg (None: a PRACK of nothing known, answered 481); the
-    caller sends ``Relay.sent`` in a client transaction of its own."""
+                  out: Outbox, extra: Sequence[Header] = ()) -> Relay | None:  # fmt: skip
+    """The request for the other leg (None: a PRACK of nothing known, answered 481), with
+    ``extra`` headers of that leg's own (its session timer); the caller sends ``Relay.sent``
+    in a client transaction of its own."""
     leg, request, key = event.leg, event.request, event.key
     other = call.other(leg)
     assert other is not None
@@ -57,6 +58,7 @@ def relay_request(call: Call, event: Updated | Info | Pracked, body: Body, now: 
         sent = other.request("PRACK", headers=headers, body=body(leg, request, "answer"))
     else:
         headers = copy_allowed(request, allowed)
+        headers.extend(extra)
         if request.method == "INVITE":
             headers.append(("Allow", ALLOW))
         sent = other.request(request.method, headers=headers, body=body(leg, request, "offer"))
@@ -74,9 +76,10 @@ def relay_ack(call: Call, event: Acked, body: Body, now: float, out: Outbox) -> 
     out.ack(ack, other.next_address(), now)
 
 
-def relay_response(relay: Relay, response: Response, body: Body, now: float,
-                   out: Outbox) -> str | None:  # fmt: skip
-    """Relay a final response back; the reason to hang the call up, if any (408, 481)."""
+def relay_response(relay: Relay, response: Response, body: Body, now: float, out: Outbox,
+                   extra: Sequence[Header] = ()) -> str | None:  # fmt: skip
+    """Relay a final response back (a 2xx with ``extra`` headers of the leg it goes to);
+    the reason to hang the call up, if any (408, 481)."""
     status = response.status
     call = relay.call
     method = relay.sent.method
@@ -94,8 +97,10 @@ def relay_response(relay: Relay, response: Response, body: Body, now: float,
                 call.late_ack_cseq = cseq
     headers = copy_allowed(response, _allowed(call, to_leg, RESPONSE_HEADERS))
     if method in ("INVITE", "UPDATE") and 200 <= status < 300:
-        headers = [("Contact", relay.from_leg.local.contact), *headers]
+        headers = [("Contact", relay.from_leg.local.contact), *headers, *extra]
     content = body(to_leg, response, kind_of_reply(relay.sent)) if to_leg is not None else b""
+    if content and method in ("INVITE", "UPDATE"):
+        relay.from_leg.sdp = content
     out.respond(relay.server_key, make_response(
         relay.original, status, reason_phrase(status), to_tag=new_tag(), headers=headers,
         body=content), now)  # fmt: skip

@@ -25,6 +25,7 @@ from ..transport.listeners import LocalAddress
 from .events import Answered, CallEvent, Failed, FailedOver, Ringing, Trying
 from .headers_policy import ALLOW, REQUEST_HEADERS, copy_allowed, with_extra
 from .leg import Leg
+from .session_timer import expires_of, offer_headers, retry_interval
 from .uas import UasLeg
 
 __all__ = ["UacLeg", "build_attempt", "policy_offer", "reliable_rseq"]
@@ -36,7 +37,7 @@ _OWN = frozenset({"via", "max-forwards", "from", "to", "call-id", "cseq", "route
 
 
 class UacLeg(Leg):
-    __slots__ = ("auth_tried", "invite", "key")
+    __slots__ = ("auth_tried", "invite", "key", "timer_retried")
 
     def __init__(self, peer: str, local_party: str, remote_party: str, remote_target: str,
                  dest: Addr, local: LocalAddress, call_id: str | None = None,
@@ -47,6 +48,7 @@ class UacLeg(Leg):
         self.invite: Request | None = None  # the INVITE of the current attempt
         self.key: str | None = None  # its client transaction
         self.auth_tried = False  # the candidate's 401/407 was answered once
+        self.timer_retried = False  # the candidate's 422 was answered once
 
     def translate(self, response: Response, failover_on: tuple[int, ...],
                   more: bool) -> CallEvent | None:  # fmt: skip
@@ -94,6 +96,26 @@ class UacLeg(Leg):
         self.auth_tried = True
         headers = [h for h in previous.headers if h[0].lower() not in _OWN]
         headers.append(("Proxy-Authorization" if proxy else "Authorization", answer))
+        return self._again(previous, headers)
+
+    def answer_422(self, response: Response, peer: Peer | None) -> Request | None:
+        """The same INVITE again asking for the interval a 422 wants (RFC 4028 §7.3), once;
+        None when it cannot be (no timers for that peer, a second 422, no larger Min-SE)."""
+        previous = self.invite
+        settings = peer.session_timer if peer is not None else None
+        if previous is None or settings is None or self.timer_retried:
+            return None
+        asked = expires_of(previous)
+        interval = retry_interval(response, asked[0] if asked else 0)
+        if interval is None:
+            return None
+        self.timer_retried = True
+        headers = [h for h in previous.headers
+                   if h[0].lower() not in _OWN | {"session-expires", "min-se"}]  # fmt: skip
+        return self._again(previous, [*headers, *offer_headers(settings, interval)])
+
+    def _again(self, previous: Request, headers: list[Header]) -> Request:
+        """The current INVITE anew with ``headers`` (CSeq + 1, a new branch): §8.1.3.5."""
         self.invite = self.request(
             "INVITE", headers=headers, body=previous.body,
             max_forwards=previous.max_forwards or 70,
@@ -176,8 +198,11 @@ def build_attempt(
                local=local)  # fmt: skip
     max_forwards = a_invite.max_forwards
     headers: list[Header] = [("Allow", ALLOW)]
-    if a.reliable:
-        headers.append(("Supported", "100rel"))
+    timers = peer.session_timer if peer is not None else None
+    supported = [option for option, on in (("100rel", a.reliable), ("timer", timers)) if on]
+    if supported:
+        headers.append(("Supported", ", ".join(supported)))
+    headers.extend(offer_headers(timers))
     extra = source.headers.pass_ if source is not None else ()
     copied = copy_allowed(a_invite, with_extra(REQUEST_HEADERS, extra))
     if not target_trusted:  # Privacy is for the trust domain (RFC 3325 §9.3)

@@ -83,6 +83,8 @@ class UasLeg(Leg):
             headers = [*self._record_route(), *headers]
         response = make_response(self.invite, status, reason, to_tag=self.local_tag,
                                  headers=headers, body=body)  # fmt: skip
+        if body:
+            self.sdp = body
         out.respond(self.key, response, now)
         return True
 
@@ -103,6 +105,8 @@ class UasLeg(Leg):
         response = make_response(self.invite, status, reason_phrase(status),
                                  to_tag=self.local_tag, headers=[*self._record_route(), *headers],
                                  body=body)  # fmt: skip
+        if body:
+            self.sdp = body
         if reliable:
             t1 = out.t1
             self.unacked[self.rseq] = Unacked(response, t1, now + t1, now + 64 * t1)

@@ -698,8 +698,8 @@ class Peer(_Frozen):
     """RFC 3325 trust: P-Asserted-Identity and Privacy are taken from and sent to a trusted
     peer; an untrusted one's PAI is ignored, and toward it PAI is stripped and a caller asking
     for privacy (``Privacy: id``) is made anonymous in From."""
-    session_timer: Annotated[SessionTimer | None, BeforeValidator(_session_timer_switch)] = (
-        Field(default_factory=SessionTimer)
+    session_timer: Annotated[SessionTimer | None, BeforeValidator(_session_timer_switch)] = Field(
+        default_factory=SessionTimer
     )
     """RFC 4028 session timers on this peer's legs; None when disabled (``false``)."""
     refer: Literal["reject", "local"] = "reject"

@@ -19,7 +19,7 @@ __all__ = ["SUPPORTED_OPTIONS", "Verdict", "check_request", "salvage_response"]
 
 Verdict = tuple[int, str, list[Header]]
 
-SUPPORTED_OPTIONS = frozenset({"100rel"})
+SUPPORTED_OPTIONS = frozenset({"100rel", "timer"})
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 

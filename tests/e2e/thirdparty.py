@@ -546,6 +546,17 @@ class Baresip(_Process):
                 )
             time.sleep(0.2)
 
+    def sip_messages(self) -> list[tuple[str, str]]:
+        """Every SIP message of its trace (``-s``), in order: (``sent`` or ``received``, the
+        message with LF line ends)."""
+        out: list[tuple[str, str]] = []
+        trace = re.finditer(r"\x1b\[36;1m#\r?\n(\S+) (\S+) -> (\S+)\r?\n(.*?)\x1b\[;m",
+                            self.log(), re.S)  # fmt: skip
+        for found in trace:
+            mine = _hostport(found.group(2))[0] == self.ip
+            out.append(("sent" if mine else "received", found.group(4).replace("\r", "")))
+        return out
+
     def received_audio(self) -> Path:
         """The WAV of what the last call received (sndfile's ``dump-*-dec.wav``)."""
         found = sorted(self.audio_dir.glob("dump-*-dec.wav"))

@@ -50,3 +50,19 @@ def test_no_codec_left_gets_488(
     assert "SIP/2.0 488" in caller.messages()
     pbx.wait(timeout=10)
     assert "INVITE sip:" not in pbx.messages()
+
+
+def test_reoffers_to_the_pbx_keep_only_its_codecs(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    # the caller's INVITE offers 8 0 101, its re-INVITE 8 101, its UPDATE 8 0 101
+    net = _net(sipp_factory, sbc_factory, ["PCMA"])
+    pbx = net.pbx("uas_reinvite_recv", calls=1)
+    assert net.operator("uac_reinvite", calls=1).check()["SuccessfulCall(C)"] == 1
+    pbx.check()
+    offers = [c for c in re.split(r"-{20,}[^\n]*\n", pbx.messages())
+              if "message received" in c and re.search(r"\n(INVITE|UPDATE) sip:", c)]  # fmt: skip
+    assert len(offers) == 3, "INVITE, re-INVITE and UPDATE"
+    for offer in offers:
+        assert re.findall(r"^m=audio \d+ RTP/AVP ([0-9 ]+?)\s*$", offer, re.M) == ["8"]
+        assert "telephone-event" not in offer and "PCMU" not in offer

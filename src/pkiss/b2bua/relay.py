@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from ..outbox import Outbox
 from ..sip.ids import new_tag
 from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
-from .anchoring import kind_of_reply
+from .anchoring import is_sdp, kind_of_reply
 from .call import Call
 from .events import Acked, Info, Pracked, Updated
 from .headers_policy import ALLOW, REQUEST_HEADERS, RESPONSE_HEADERS, copy_allowed, with_extra
 from .leg import Leg
+from .uac import policy_offer
 
 __all__ = ["Relay", "relay_ack", "relay_request", "relay_response", "relay_timed_out"]
 
@@ -40,7 +41,8 @@ class Relay:
 
 def relay_request(call: Call, event: Updated | Info | Pracked, body: Body, now: float,
                   out: Outbox, extra: Sequence[Header] = ()) -> Relay | None:  # fmt: skip
-    """The request for the other leg (None: a PRACK of nothing known, answered 481), with
+    """The request for the other leg (None: a PRACK of nothing known, answered 481; a
+    re-offer with no codec of the other peer's ``codecs`` left, answered 488), with
     ``extra`` headers of that leg's own (its session timer); the caller sends ``Relay.sent``
     in a client transaction of its own."""
     leg, request, key = event.leg, event.request, event.key
@@ -57,11 +59,21 @@ def relay_request(call: Call, event: Updated | Info | Pracked, body: Body, now: 
         headers.extend(copy_allowed(request, allowed))
         sent = other.request("PRACK", headers=headers, body=body(leg, request, "answer"))
     else:
+        content = body(leg, request, "offer")
+        peer = call.peers.get(other.peer)
+        if content and peer is not None and peer.codecs and isinstance(event, Updated):
+            policed = policy_offer(content, peer.codecs, is_sdp(request),
+                                   f"{call.a.call_id}: re-offer to {other.peer}")  # fmt: skip
+            if policed is None:  # no codec of the peer's left: refused here (RFC 3261 §14.2)
+                leg.reinvite_pending = False
+                out.respond(key, make_response(request, 488, to_tag=new_tag()), now)
+                return None
+            content = policed
         headers = copy_allowed(request, allowed)
         headers.extend(extra)
         if request.method == "INVITE":
             headers.append(("Allow", ALLOW))
-        sent = other.request(request.method, headers=headers, body=body(leg, request, "offer"))
+        sent = other.request(request.method, headers=headers, body=content)
     return Relay(call, leg, key, request, sent)
 
 

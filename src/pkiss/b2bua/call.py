@@ -11,6 +11,7 @@ from ..routing import Refusal, Target
 from ..sip.message import Request
 from .leg import Leg
 from .table import CallState
+from .transfer import Transfer
 from .uac import UacLeg
 from .uas import UasLeg
 
@@ -40,6 +41,7 @@ class Call:
     refusal: Refusal | None = None  # the last target skipped for its limits
     media: bool = False  # media anchored (relayed by the node)
     b_offer: bytes | None = None  # the caller's SDP offer rewritten for the B-leg
+    transfer: Transfer | None = None  # a REFER carried out by the node (transfer.py)
 
     @property
     def ended(self) -> bool:

@@ -30,9 +30,10 @@ from ..config import Peer
 from ..health import HealthMonitor
 from ..outbox import Outbox
 from ..registration.bindings import Bindings
-from ..routing import Limits, Refusal, Router, Target
-from ..routing.failover import exhausted_status
+from ..routing import Decision, Limits, Refusal, Router, Target
+from ..routing.failover import exhausted_status, fails_over
 from ..security.auth import DEFAULT, DigestAuth
+from ..sip.errors import ParseError
 from ..sip.ids import new_tag
 from ..sip.message import Header, Message, Request, Response, make_response, reason_phrase
 from ..sip.transaction import Addr
@@ -62,6 +63,7 @@ from .leg import Leg
 from .relay import Body, Relay, relay_ack, relay_request, relay_response, relay_timed_out
 from .session_timer import Refuse, answer_of, negotiate
 from .table import TABLE, Action, CallState
+from .transfer import Transfer, notify, refer_target
 from .uac import UacLeg, build_attempt, policy_offer, reliable_rseq
 from .uas import UasLeg
 
@@ -368,6 +370,13 @@ class Calls:
         """BYE (or CANCEL / final) on every leg but the one that hung up."""
         from_leg = event.leg if isinstance(event, Disconnected) else None
         a, b = call.a, call.b
+        transfer, call.transfer = call.transfer, None
+        if transfer is not None and transfer.attempt is not None and transfer.attempt.key:
+            cancel = out.make_cancel(transfer.attempt.key)  # the transfer's target too
+            if cancel is not None:
+                self.clients[out.request(cancel, transfer.attempt.dest, self, now)] = _Client(
+                    "cancel", call
+                )
         if not a.final_sent:
             # a BYE from the caller in its early dialog still gets its INVITE answered: 487
             # (RFC 3261 §15.1.2); the callee side hanging up early is a 480 for the caller
@@ -479,6 +488,11 @@ class Calls:
         method = request.method
         if method == "BYE":
             self._answer(key, request, 200, now, out)
+            transfer = call.transfer
+            if transfer is not None and leg is transfer.transferor:
+                transfer.gone = True  # a blind transfer: the outcome decides (transfer.py)
+                self.dialogs.pop((leg.call_id, leg.local_tag), None)
+                return
             self._feed(call, Disconnected(leg), now, out)
             return
         if method == "OPTIONS":
@@ -490,8 +504,8 @@ class Calls:
         if method == "PRACK":
             self._feed(call, Pracked(leg, request, key), now, out)
             return
-        if method == "REFER":  # a transfer is not carried across the border (yet): refused
-            self._answer(key, request, 403, now, out, reason="Transfer Not Allowed")
+        if method == "REFER":
+            self._refer(call, leg, request, key, now, out)
             return
         if method not in _RELAYED:
             self._answer(key, request, 501, now, out, [("Allow", ALLOW)])
@@ -548,13 +562,19 @@ class Calls:
             return
         status = response.status
         if status >= 200:
-            if client.purpose == "invite" and status < 300:
+            if client.purpose in ("invite", "transfer") and status < 300:
                 # another fork's 2xx may follow on the same transaction (RFC 6026 Accepted)
                 out.at(now + 64 * out.t1, self, _Forget(key))
             else:
                 del self.clients[key]
         if client.purpose == "invite" and client.attempt is not None:
             self._invite_response(client.call, client.attempt, key, response, now, out)
+        elif client.purpose == "transfer" and client.attempt is not None:
+            self._transfer_response(client.call, client.attempt, response, now, out)
+        elif client.purpose == "reoffer" and client.leg is not None and 200 <= status < 300:
+            leg = client.leg
+            out.ack(leg.ack(response.cseq.seq if response.cseq else leg.local_cseq),
+                    leg.next_address(), now)  # fmt: skip
         elif client.purpose == "relay" and client.relay is not None and response.status >= 200:
             self._relayed_response(client.call, client.relay, response, now, out)
         elif client.purpose == "refresh" and client.leg is not None and status >= 200:
@@ -640,6 +660,12 @@ class Calls:
                 self._feed(call, HungUp("in-dialog request timed out"), now, out)
         elif client.purpose == "refresh" and not call.ended:
             self._feed(call, HungUp("session refresh timed out"), now, out)
+        elif (
+            client.purpose == "transfer"
+            and call.transfer is not None
+            and (call.transfer.attempt is client.attempt)
+        ):
+            self._transfer_failed(call, 408, now, out)
 
     # --------------------------------------------------------------------- deadlines
     def on_deadline(self, ref: object, at: float, now: float, out: Outbox) -> None:
@@ -739,6 +765,152 @@ class Calls:
             timer.due = now + (2.0 if status == 491 else timer.interval / 4)
             timer.refreshing = False
             out.at(timer.due, self, _Timer("session", call, leg))
+
+    # ------------------------------------------------------------------- transfers
+    def _refer(self, call: Call, leg: Leg, request: Request, key: str | None, now: float,
+               out: Outbox) -> None:  # fmt: skip
+        """A REFER within a call: refused (403) unless its peer says ``refer: local`` and it
+        is a blind transfer by the callee side of an answered call (transfer.py)."""
+        peer = call.peers.get(leg.peer)
+        uri = refer_target(request)
+        if (
+            peer is None or peer.refer != "local" or leg is not call.b or uri is None
+            or call.state is not CallState.ANSWERED or call.transfer is not None or not leg.sdp
+        ):  # fmt: skip
+            self._answer(key, request, 403, now, out, reason="Transfer Not Allowed")
+            return
+        routed = Request("INVITE", uri, [("From", leg.remote_party), ("To", f"<{uri}>")])
+        down = self.monitor.down if self.monitor is not None else ()
+        try:
+            decision = self.router.route(routed, peer, next(self._turn), down)
+        except ParseError:
+            self._answer(key, request, 400, now, out, reason="Bad Refer-To")
+            return
+        self._answer(key, request, 202, now, out, [("Contact", leg.local.contact)])
+        log.info("call %s: %s transfers the call to %s", call.a.call_id, leg.peer,
+                 decision.number or uri)  # fmt: skip
+        call.transfer = Transfer(leg, decision.number, self._targets_of(decision, now))
+        if decision.reject is not None:
+            call.transfer.statuses.append(decision.reject)
+        self._notify(call, leg, 100, now, out, final=False)
+        self._transfer_next(call, now, out)
+
+    def _targets_of(self, decision: Decision, now: float) -> list[Target]:
+        if decision.reject is not None:
+            return []
+        if decision.registered is not None:
+            binding = self.bindings.lookup(decision.registered, now)
+            if binding is None:
+                return []
+            return [Target(decision.registered, binding.source, binding.contact)]
+        return list(decision.targets)
+
+    def _notify(self, call: Call, leg: Leg, status: int, now: float, out: Outbox, *,
+                final: bool) -> None:  # fmt: skip
+        request = notify(leg, status, reason_phrase(status), final=final)
+        self.clients[out.request(request, leg.next_address(), self, now)] = _Client("notify", call)
+
+    def _transfer_next(self, call: Call, now: float, out: Outbox) -> None:
+        """The INVITE to the transfer's next target, with the session description the
+        node last sent the transferor (the relay's ports on that side, when relayed)."""
+        transfer = call.transfer
+        assert transfer is not None
+        while transfer.targets:
+            target = transfer.targets.pop(0)
+            peer = call.peers.get(target.peer)
+            offer = policy_offer(transfer.transferor.sdp, peer.codecs if peer else None, True,
+                                 f"{call.a.call_id} transferred to {target.peer}")  # fmt: skip
+            if offer is None:
+                transfer.statuses.append(488)
+                continue
+            if not self._hold_target(call, target.peer, now):
+                transfer.statuses.append(503)
+                continue
+            c = build_attempt(call.a, transfer.number, call.source_peer, target, call.peers,
+                              self.local(target.addr), offer)  # fmt: skip
+            transfer.attempt = c
+            c.key = out.request(c.invite, c.dest, self, now) if c.invite else None
+            if c.key is not None:
+                self.clients[c.key] = _Client("transfer", call, attempt=c)
+            return
+        self._transfer_failed(call, transfer.statuses[-1] if transfer.statuses else 404, now, out)
+
+    def _transfer_failed(self, call: Call, status: int, now: float, out: Outbox) -> None:
+        transfer = call.transfer
+        assert transfer is not None
+        if status not in transfer.statuses:
+            transfer.statuses.append(status)
+        transfer.attempt = None
+        peer = call.peers.get(call.b.peer) if call.b is not None else None
+        failover_on = peer.failover_on if peer is not None else ()
+        if transfer.targets and fails_over(status, failover_on, True):
+            self._transfer_next(call, now, out)
+            return
+        call.transfer = None
+        log.info("call %s: transfer failed (%d)", call.a.call_id, status)
+        if transfer.gone:  # nobody left on that side
+            self._feed(call, HungUp("transfer failed"), now, out)
+        else:
+            self._notify(call, transfer.transferor, status, now, out, final=True)
+
+    def _transfer_response(self, call: Call, c: UacLeg, response: Response, now: float,
+                           out: Outbox) -> None:  # fmt: skip
+        transfer = call.transfer
+        status = response.status
+        if call.ended or transfer is None or transfer.attempt is not c:
+            if 200 <= status < 300:
+                c.learn_from_response(response)
+                out.ack(c.ack_of(response), c.next_address(), now)  # a retransmitted 2xx,
+                if c is not call.b:  # or one too late
+                    self._bye(call, c, now, out)
+            return
+        if status < 200:
+            if status > 100 and response.to is not None and response.to.tag:
+                c.learn_from_response(response)
+                rseq = reliable_rseq(response)
+                if rseq is not None:  # nobody to relay it to: the node PRACKs it
+                    key = out.request(c.prack_of(rseq), c.next_address(), self, now)
+                    self.clients[key] = _Client("prack", call)
+            return
+        if status >= 300:
+            peer = call.peers.get(c.peer)
+            if status in (401, 407) and c.answer_challenge(response, peer) is not None:
+                assert c.invite is not None
+                c.key = out.request(c.invite, c.dest, self, now)
+                self.clients[c.key] = _Client("transfer", call, attempt=c)
+                return
+            self._transfer_failed(call, status, now, out)
+            return
+        self._transferred(call, transfer, c, response, now, out)
+
+    def _transferred(self, call: Call, transfer: Transfer, c: UacLeg, response: Response,
+                     now: float, out: Outbox) -> None:  # fmt: skip
+        """The target answered: it takes the transferor's place on the callee side."""
+        c.learn_from_response(response)
+        c.confirmed = True
+        out.ack(c.ack_of(response), c.next_address(), now)
+        old = transfer.transferor
+        call.transfer = None
+        self.dialogs[(c.call_id, c.local_tag)] = (call, c)
+        call.b = c
+        if call.media:  # the relay sends the caller's media to the target from now on
+            self._body(call, c, response, now, "answer")
+        elif response.body:  # media bypassed: the caller is told where the target is
+            a = call.a
+            headers = [("Allow", ALLOW), ("Content-Type", "application/sdp")]
+            request = a.request("INVITE", headers=headers, body=response.body)
+            self.clients[out.request(request, a.next_address(), self, now)] = _Client(
+                "reoffer", call, leg=a
+            )
+        peer = call.peers.get(c.peer)
+        c.timer = answer_of(response, peer.session_timer if peer is not None else None)
+        self._start_timer(call, c, now, out)
+        log.info("call %s: transferred from %s to %s", call.a.call_id, old.peer, c.peer)
+        old.timer = None
+        if not transfer.gone:
+            self._notify(call, old, response.status, now, out, final=True)
+            self.dialogs.pop((old.call_id, old.local_tag), None)
+            self._bye(call, old, now, out)
 
     # ------------------------------------------------------------------ node commands
     def hangup_all(self, now: float, out: Outbox) -> None:

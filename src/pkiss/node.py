@@ -22,6 +22,7 @@ from .registration import Bindings, Registrar, Registrations
 from .routing import Limits, MemoryLimitStore, Router
 from .security import Security
 from .security.admission import Admission
+from .security.connections import ConnectionGate
 from .transport.listeners import Listeners
 
 __all__ = ["Node", "build"]
@@ -43,6 +44,7 @@ class Node:
     registrations: Registrations
     core: TransactionUser
     engine: Engine
+    connections: ConnectionGate
     relay: BuiltinRelay | None = None
     rtpengine: RtpEngine | None = None
 
@@ -62,6 +64,7 @@ class Node:
         self.listeners.reconfigure(config.sbc)
         self.security.reconfigure(config.security)
         self.admission.reconfigure(config.peers, config.security)
+        self.connections.reconfigure(config)
         self.calls.reconfigure(Router(config.peers, config.routes), config.peers)
         self.calls.anchoring.mode = config.media.mode
         self.registrar.reconfigure(config.peers)
@@ -84,11 +87,21 @@ def build(
 ) -> Node:
     """Every part of a node, wired; ``Node.engine.start()`` then opens its sockets."""
     now = loop.time()
-    listeners = Listeners(config.sbc, config.security.max_message_bytes)
     security = Security(config.security)
     bindings = Bindings()
     admission = Admission(config.peers, config.security, security, bindings.peer_at)
     relay, rtpengine = _media(config, loop)
+
+    def binding_host(peer: str, now: float) -> str | None:
+        binding = bindings.lookup(peer, now)
+        return binding.source.host if binding is not None else None
+
+    def census() -> dict[str, int]:
+        return {} if relay is None else {"relay sockets": relay_sockets(relay)}
+
+    gate = ConnectionGate(config, security, descriptor_limit, binding_host, census)
+    security.bans.watch(gate.banned)
+    listeners = Listeners(config.sbc, config.security.max_message_bytes, gate)
     media: MediaEngine | None = relay if relay is not None else rtpengine
     store = MemoryLimitStore()
     core = assemble(config, listeners.local, now, media=media, limits=Limits(store),
@@ -97,8 +110,25 @@ def build(
     engine = Engine(listeners, admission, core, config.security.max_message_bytes,
                     config.sbc.server_header)  # fmt: skip
     return Node(config, listeners, security, admission, store, bindings, core.prober.monitor,
-                core.calls, core.registrar, core.registrations, core, engine, relay,
+                core.calls, core.registrar, core.registrations, core, engine, gate, relay,
                 rtpengine)  # fmt: skip
+
+
+def descriptor_limit() -> int:
+    """The process's descriptor limit now (the soft one: what ``open`` and ``accept`` hit)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError):  # pragma: no cover - not on this platform
+        return 1 << 20
+    return 1 << 20 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def relay_sockets(relay: BuiltinRelay) -> int:
+    """Sockets the built-in relay holds: two per port pair it bound, in calls or pooled."""
+    bound: dict[int, set[int]] = getattr(relay, "_bound", {})
+    return 2 * sum(len(ports) for ports in bound.values())
 
 
 def _media(

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..node import Node
+from ..security.connections import REASONS
 
 __all__ = ["render_metrics"]
 
@@ -51,6 +52,25 @@ class _NodeCollector:
         yield sec
         yield GaugeMetricFamily("pkiss_bans", "Sources banned now",
                                 value=len(node.security.bans.active(now)))  # fmt: skip
+        gate = node.connections
+        inbound = GaugeMetricFamily("pkiss_inbound_connections",
+                                    "TCP and TLS connections peers and strangers opened, held now",
+                                    labels=["source"])  # fmt: skip
+        inbound.add_metric(["peer"], gate.inbound - gate.strangers)
+        inbound.add_metric(["stranger"], gate.strangers)
+        yield inbound
+        yield GaugeMetricFamily("pkiss_inbound_connections_max",
+                                "Inbound connections held at most: connections.max within the "
+                                "descriptor limit", value=gate.cap)  # fmt: skip
+        yield GaugeMetricFamily("pkiss_outbound_connections",
+                                "TCP and TLS connections the node opened to peers",
+                                value=gate.outbound)  # fmt: skip
+        closed = CounterMetricFamily("pkiss_connections_closed",
+                                     "Inbound connections the node closed, by reason",
+                                     labels=["reason"])  # fmt: skip
+        for reason in REASONS:
+            closed.add_metric([reason], gate.closed.get(reason, 0))
+        yield closed
         relay = node.relay
         if relay is not None:
             yield GaugeMetricFamily("pkiss_media_calls", "Calls whose media the relay anchors",

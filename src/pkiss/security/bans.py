@@ -1,7 +1,8 @@
 """The ban list: source addresses whose every packet is dropped, until a deadline.
 
 Time comes in as ``now`` (seconds on the caller's clock), so expiry is tested without sleeps.
-Addresses in ``never_ban`` are never added, whatever the filter that asks.
+Addresses in ``never_ban`` are never added, whatever the filter that asks. Whoever must act
+on a new ban (the inbound connections of its source are closed) ``watch``es the list.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class BanList:
         # told of each ban and unban made here (the shared state passes them to other nodes)
         self.on_ban: Callable[[Ban, float], None] | None = None
         self.on_unban: Callable[[str], None] | None = None
+        self._watchers: list[Callable[[Ban], None]] = []
+
+    def watch(self, callback: Callable[[Ban], None]) -> None:
+        """``callback`` is told of every ban that takes effect, whoever made it (a filter,
+        another node, the admin API): what the banned source holds can be closed at once."""
+        self._watchers.append(callback)
 
     def protected(self, host: str) -> bool:
         """True for an address ``never_ban`` covers."""
@@ -70,6 +77,8 @@ class BanList:
             self._bans = {h: b for h, b in self._bans.items() if b.until > now}
         if shared and self.on_ban is not None:
             self.on_ban(ban, now)
+        for callback in self._watchers:
+            callback(ban)
         return ban
 
     def unban(self, host: str, *, shared: bool = True) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import Sbc
+from ..security.connections import ConnectionGate
 from ..sip.errors import ParseError
 from ..sip.headers import Via
 from ..sip.message import Message
@@ -48,9 +49,12 @@ class LocalAddress:
 class Listeners:
     """``sbc.listen``: the transports, keyed by (transport, address family)."""
 
-    def __init__(self, sbc: Sbc, max_message_bytes: int) -> None:
+    def __init__(self, sbc: Sbc, max_message_bytes: int,
+                 gate: ConnectionGate | None = None) -> None:  # fmt: skip
+        """``gate``: what inbound TCP and TLS connections may hold (every listener's)."""
         self.sbc = sbc
         self.max_message_bytes = max_message_bytes
+        self.gate = gate
         self.transports: dict[tuple[str, int], UdpTransport | TcpTransport] = {}
         self._local_cache: dict[tuple[str, str], LocalAddress] = {}
 
@@ -66,11 +70,12 @@ class Listeners:
             if ep.transport == "udp":
                 transport = UdpTransport(ep.host, ep.port, on_datagram)
             elif ep.transport == "tcp":
-                transport = TcpTransport(ep.host, ep.port, on_stream_message, max_size)
+                transport = TcpTransport(ep.host, ep.port, on_stream_message, max_size,
+                                         self.gate)  # fmt: skip
             else:
                 server_ssl, client_ssl = tls_contexts(self.sbc.tls)
                 transport = TcpTransport(ep.host, ep.port, on_stream_message, max_size,
-                                         name="tls", server_ssl=server_ssl,
+                                         self.gate, name="tls", server_ssl=server_ssl,
                                          client_ssl=client_ssl)  # fmt: skip
             await transport.start()
             self.transports[(ep.transport, family)] = transport
@@ -91,6 +96,8 @@ class Listeners:
     def close(self) -> None:
         for transport in self.transports.values():
             transport.close()
+        if self.gate is not None:
+            self.gate.close_all()
 
     def local(self, dest: Addr) -> LocalAddress:
         """Our address as a peer at ``dest`` sees it: the advertised address, else the

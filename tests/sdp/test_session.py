@@ -96,3 +96,46 @@ def test_any_bytes_give_a_session_or_sdp_error(data: bytes) -> None:
         bytes(session.rewrite("192.0.2.1", [20000] * len(session.media)))
     except SdpError:
         pass
+
+
+T38_REINVITE = (
+    b"v=0\r\no=- 3001 2 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n"
+    b"m=image 40000 udptl t38\r\na=T38FaxVersion:0\r\na=T38MaxBitRate:14400\r\n"
+    b"a=T38FaxRateManagement:transferredTCF\r\na=T38FaxMaxBuffer:262\r\n"
+    b"a=T38FaxMaxDatagram:176\r\na=T38FaxUdpEC:t38UDPRedundancy\r\n"
+)
+
+
+def test_a_t38_image_stream_gets_the_relay_port_and_keeps_its_parameters() -> None:
+    out = bytes(parse_sdp(T38_REINVITE).rewrite("203.0.113.5", [20004])).decode()
+    assert "m=image 20004 udptl t38\r\n" in out and "192.0.2.7" not in out
+    assert out.split("m=image 20004 udptl t38\r\n", 1)[1] == T38_REINVITE.decode().split(
+        "m=image 40000 udptl t38\r\n", 1)[1]  # fmt: skip
+
+
+def test_rtcp_and_rtcp_mux_are_read() -> None:
+    def media(*lines: str) -> bytes:
+        return SIPP_OFFER + "".join(f"{line}\r\n" for line in lines).encode()
+
+    plain = parse_sdp(SIPP_OFFER).media[0]
+    assert not plain.muxed and plain.rtcp() is None
+    assert parse_sdp(media("a=rtcp-mux")).media[0].muxed
+    assert parse_sdp(media("a=rtcp-mux-only")).media[0].muxed  # RFC 8858
+    assert parse_sdp(media("a=rtcp:6001")).media[0].rtcp() == (6001, None)
+    assert parse_sdp(media("a=rtcp:7001 IN IP4 192.0.2.9")).media[0].rtcp() == (7001, "192.0.2.9")
+    assert parse_sdp(media("a=rtcp:x")).media[0].rtcp() is None
+
+
+def test_a_rtcp_follows_the_port_it_named() -> None:
+    """RTP port + 1 for a separate RTCP port; the RTP port itself when a muxing side named its
+    RTP port (RFC 5761 §5.1.3), never when it does not mux."""
+
+    def rewritten(*lines: str) -> str | None:
+        body = SIPP_OFFER + "".join(f"{line}\r\n" for line in lines).encode()
+        return parse_sdp(body).rewrite("203.0.113.5", [20000]).media[0].attribute("rtcp")
+
+    assert rewritten("a=rtcp:6001") == "20001 IN IP4 203.0.113.5"
+    assert rewritten("a=rtcp-mux", "a=rtcp:6001") == "20001 IN IP4 203.0.113.5"
+    assert rewritten("a=rtcp-mux", "a=rtcp:6000") == "20000 IN IP4 203.0.113.5"
+    assert rewritten("a=rtcp:6000") == "20001 IN IP4 203.0.113.5"
+    assert rewritten("a=rtcp-mux") is None  # none made up

@@ -17,6 +17,16 @@ prefers the address the SDP names; ``off`` never learns). Every offer and answer
 ``strict-source`` flag: once learned, packets from any other source are dropped (without it,
 rtpengine forwards whatever reaches the port: RTP bleed for the whole call). ``media.learn``
 has no per-call counterpart in rtpengine: it is the built-in relay's.
+
+Media flavours, with rtpengine's defaults (no flag is sent for them; checked with 10.5):
+``a=rtcp-mux`` follows the phones (offered on when the offerer offers it, accepted back when
+the answerer accepts; the offer keeps ``a=rtcp`` naming rtpengine's RTCP port as the fallback,
+the muxed answer names its RTP port); ``m=image ... udptl t38`` is relayed as it is (a new
+port, the ``a=T38Fax...`` attributes kept). SRTP is where rtpengine differs from the built-in
+relay: it terminates it. To DTLS-SRTP it answers with its own certificate's fingerprint and
+does a handshake with each phone; to SDES it adds its own keys and suites (and a DTLS
+fingerprint) to the offer, re-encrypting when the two sides' keys differ. Calls work, media is
+encrypted on both legs, but not end to end: the built-in relay is the engine that keeps it so.
 """
 
 from __future__ import annotations

@@ -46,6 +46,9 @@ BASE_RESERVE = 64
 loop's own, logs, the admin API's listener and clients, the CDR database and its journal,
 Redis, name lookups, certificate files being read."""
 
+TELL_EVERY = 60.0
+"""Seconds between two reports that ``accept`` ran out of descriptors."""
+
 LIMIT_CHECK_EVERY = 1.0
 """Seconds between two readings of the descriptor limit (it can be changed while the node
 runs, with ``prlimit``)."""
@@ -136,7 +139,9 @@ class ConnectionGate:
         self._by_host: dict[str, dict[Held, None]] = {}
         self._strangers: dict[Held, None] = {}  # oldest first: the newest goes first
         self._checked = float("-inf")
-        self._exhausted = 0  # accepts refused by the system since it last worked
+        self._refused = 0  # accepts the system refused since that was last told
+        self._told_at = float("-inf")
+        self._recovering = False  # told, and no accept has worked since
         self.limit = 0
         self.cap = 0
         self.reconfigure(config)
@@ -191,10 +196,11 @@ class ConnectionGate:
     def open(self, conn: Held, host: str, now: float) -> str | None:
         """A connection just accepted from ``host``: None when it is kept (held from now on),
         else why it must be closed at once (counted; it was never held)."""
-        if self._exhausted:
-            log.info("accepting connections again (%d refused by the system meanwhile)",
-                     self._exhausted)  # fmt: skip
-            self._exhausted = 0
+        if self._recovering:
+            log.info("accepting connections again (%d tries refused by the system since it "
+                     "was told)", self._refused)  # fmt: skip
+            self._recovering = False
+            self._refused = 0
         self._budget(now)
         if self.filters.banned(host, now):
             self.closed["banned"] += 1
@@ -267,12 +273,15 @@ class ConnectionGate:
             conn.shut()
 
     # ----------------------------------------------------------------------- descriptors
-    def exhausted(self, listener: str, error: OSError) -> None:
+    def exhausted(self, listener: str, error: OSError, now: float) -> None:
         """``accept`` failed for want of descriptors (EMFILE, ENFILE) or kernel memory: told
-        once until an accept works again, with what holds the descriptors."""
-        self._exhausted += 1
-        if self._exhausted > 1:
+        with what holds the descriptors, once per ``TELL_EVERY`` seconds at most (a listener
+        that gets one connection in now and then would otherwise tell it every second)."""
+        self._refused += 1
+        if now - self._told_at < TELL_EVERY:
             return
+        self._told_at = now
+        self._recovering = True
         holders = {"inbound connections": self.inbound, "outbound": self.outbound,
                    **self._census()}  # fmt: skip
         told = ", ".join(f"{count} {name}" for name, count in holders.items())

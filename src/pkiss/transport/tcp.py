@@ -211,7 +211,7 @@ class TcpTransport:
         watching it would spin), and look again in ``ACCEPT_RETRY`` seconds."""
         assert self._loop is not None and self._listener is not None
         if self.gate is not None:
-            self.gate.exhausted(f"{self.name}:{self.host}:{self.port}", exc)
+            self.gate.exhausted(f"{self.name}:{self.host}:{self.port}", exc, self._loop.time())
         else:
             log.error("%s listener cannot accept: %s", self.name, exc)
         self._loop.remove_reader(self._listener.fileno())
@@ -248,14 +248,16 @@ class TcpTransport:
                 wait = self.gate.config.tls_handshake if self.gate is not None else 60.0
                 await loop.connect_accepted_socket(lambda: conn, sock, ssl=self.server_ssl,
                                                    ssl_handshake_timeout=wait)  # fmt: skip
-        except ConnectionAbortedError:  # the handshake took longer than it may
+        except OSError as exc:  # ssl.SSLError included; plain TCP: reset before it was set up
             conn.task = None
-            log.info("closing %s %s: tls handshake not done in time", self.name, conn.remote)
-            self.close_inbound(conn, "tls_handshake")
-        except (OSError, ssl.SSLError, EOFError) as exc:
-            conn.task = None
-            log.info("%s handshake with %s failed: %s", self.name, conn.remote, exc)
-            self.close_inbound(conn, "tls_error")
+            if self.server_ssl is None:
+                pass
+            elif isinstance(exc, ConnectionAbortedError):  # the handshake took too long
+                log.info("closing %s %s: tls handshake not done in time", self.name, conn.remote)
+                self.close_inbound(conn, "tls_handshake")
+            else:
+                log.info("%s handshake with %s failed: %s", self.name, conn.remote, exc)
+                self.close_inbound(conn, "tls_error")
         finally:
             conn.task = None
             if conn.transport is None:  # never set up: shut, cancelled or failed

@@ -794,8 +794,8 @@ class Connections(_Frozen):
     """Inbound TCP and TLS connections: what a source, and all of them, may hold."""
 
     max: int = Field(default=2048, ge=1)
-    """Inbound connections held in all; beyond, the newest connection of a stranger is closed
-    (a peer's never)."""
+    """Inbound connections held in all (within the descriptor limit less what the node keeps for
+    itself); beyond, the newest connection of a stranger is closed (a peer's never)."""
     per_source: int = Field(default=32, ge=1)
     """Inbound connections held by one source address that matches no peer's addresses."""
     first_message: Seconds = 5.0
@@ -803,7 +803,8 @@ class Connections(_Frozen):
     tls_handshake: Seconds = 5.0
     """Seconds an inbound TLS connection has to complete its handshake."""
     idle: Seconds = 3600.0
-    """Seconds without any message after which an inbound connection is closed."""
+    """Seconds without any message, either way, after which an inbound connection is closed
+    (CRLF keep-alives do not count)."""
 
 
 class Security(_Frozen):

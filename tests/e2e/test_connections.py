@@ -92,6 +92,20 @@ def closed(sock: socket.socket) -> bool:
 
 
 @pytest.fixture
+def sbc(sbc_factory: Callable[..., Pkiss]) -> Iterator[Callable[..., Pkiss]]:
+    """``sbc_factory``, and whatever the attack, the node logs no exception."""
+    started: list[Pkiss] = []
+
+    def make(config: dict[str, Any]) -> Pkiss:
+        started.append(sbc_factory(config))
+        return started[-1]
+
+    yield make
+    for node in started:
+        assert "Traceback" not in node.log(), node.log()[-3000:]
+
+
+@pytest.fixture
 def attack() -> Iterator[Callable[[int], Attack]]:
     made: list[Attack] = []
 
@@ -154,11 +168,11 @@ def ports() -> tuple[int, int, int]:
 
 
 def test_with_no_peer_allowed_from_anywhere_strangers_connections_are_closed_at_accept(
-    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss],
+    sipp_factory: Callable[..., Sipp], sbc: Callable[..., Pkiss],
     attack: Callable[[int], Attack], ports: tuple[int, int, int],
 ) -> None:  # fmt: skip
     sbc_port, op_port, pbx_port = ports
-    node = sbc_factory(config(sbc_port, op_port, pbx_port))
+    node = sbc(config(sbc_port, op_port, pbx_port))
     before = descriptors(node)
     strangers = attack(sbc_port)
     strangers.open(STRANGER, 1000)
@@ -173,11 +187,11 @@ def test_with_no_peer_allowed_from_anywhere_strangers_connections_are_closed_at_
 
 
 def test_with_a_registered_pbx_strangers_are_capped_and_a_peer_always_gets_in(
-    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss],
+    sipp_factory: Callable[..., Sipp], sbc: Callable[..., Pkiss],
     attack: Callable[[int], Attack], ports: tuple[int, int, int],
 ) -> None:  # fmt: skip
     sbc_port, op_port, pbx_port = ports
-    node = sbc_factory(config(sbc_port, op_port, pbx_port, registered=True,
+    node = sbc(config(sbc_port, op_port, pbx_port, registered=True,
                               flood={"max": 100_000},
                               connections={"max": 40, "per_source": 8,
                                            "first_message": 60}))  # fmt: skip
@@ -200,11 +214,11 @@ def test_with_a_registered_pbx_strangers_are_capped_and_a_peer_always_gets_in(
 
 
 def test_connections_that_say_nothing_are_closed_after_the_first_message_and_idle_deadlines(
-    sbc_factory: Callable[..., Pkiss], attack: Callable[[int], Attack],
+    sbc: Callable[..., Pkiss], attack: Callable[[int], Attack],
     ports: tuple[int, int, int],
 ) -> None:  # fmt: skip
     sbc_port, op_port, pbx_port = ports
-    node = sbc_factory(config(sbc_port, op_port, pbx_port, registered=True,
+    node = sbc(config(sbc_port, op_port, pbx_port, registered=True,
                               connections={"first_message": 2, "idle": 3}))  # fmt: skip
     strangers = attack(sbc_port)
     slow = strangers.open(STRANGER, 4)  # the start of a message, never its end
@@ -219,11 +233,11 @@ def test_connections_that_say_nothing_are_closed_after_the_first_message_and_idl
 
 
 def test_a_source_opening_connections_as_fast_as_a_flood_is_banned_and_cut_off(
-    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss],
+    sipp_factory: Callable[..., Sipp], sbc: Callable[..., Pkiss],
     attack: Callable[[int], Attack], ports: tuple[int, int, int],
 ) -> None:  # fmt: skip
     sbc_port, op_port, pbx_port = ports
-    node = sbc_factory(config(sbc_port, op_port, pbx_port, registered=True,
+    node = sbc(config(sbc_port, op_port, pbx_port, registered=True,
                               flood={"window": 10, "max": 20},
                               connections={"per_source": 8, "first_message": 120}))  # fmt: skip
     strangers = attack(sbc_port)
@@ -251,7 +265,7 @@ def cert(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("registered", [False, True], ids=["no-registered-pbx", "registered-pbx"])
 def test_a_tls_connection_that_never_completes_its_handshake_is_closed(
-    sbc_factory: Callable[..., Pkiss], attack: Callable[[int], Attack],
+    sbc: Callable[..., Pkiss], attack: Callable[[int], Attack],
     ports: tuple[int, int, int], cert: tuple[Path, Path], registered: bool,
 ) -> None:  # fmt: skip
     sbc_port, op_port, pbx_port = ports
@@ -260,7 +274,7 @@ def test_a_tls_connection_that_never_completes_its_handshake_is_closed(
                  connections={"tls_handshake": 2, "first_message": 60})  # fmt: skip
     cfg["sbc"]["listen"].append(f"tls:127.0.0.1:{tls_port}")
     cfg["sbc"]["tls"] = {"cert": str(cert[0]), "key": str(cert[1])}
-    node = sbc_factory(cfg)
+    node = sbc(cfg)
     strangers = attack(tls_port)
     hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # a ClientHello's first bytes
     stuck = strangers.open(STRANGER, 3, payload=hello) + strangers.open("127.0.0.67", 2, b"")
@@ -270,7 +284,7 @@ def test_a_tls_connection_that_never_completes_its_handshake_is_closed(
 
 
 def test_the_descriptor_limit_bounds_what_strangers_hold_and_running_out_is_survived(
-    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss],
+    sipp_factory: Callable[..., Sipp], sbc: Callable[..., Pkiss],
     attack: Callable[[int], Attack], ports: tuple[int, int, int],
 ) -> None:  # fmt: skip
     """The node runs under a low descriptor limit (set with prlimit, as ``LimitNOFILE`` of a
@@ -278,7 +292,7 @@ def test_the_descriptor_limit_bounds_what_strangers_hold_and_running_out_is_surv
     calls go on; and when the descriptors do run out all the same, ``accept`` failing is told
     once, the node does not spin, and takes connections again once descriptors are freed."""
     sbc_port, op_port, pbx_port = ports
-    node = sbc_factory(config(sbc_port, op_port, pbx_port, registered=True,
+    node = sbc(config(sbc_port, op_port, pbx_port, registered=True,
                               flood={"max": 100_000},
                               connections={"first_message": 120}))  # fmt: skip
     assert node.proc is not None

@@ -3,7 +3,8 @@
 Before parsing (``screen``): a banned source is dropped; a source that is a peer's, or the
 source of a registered PBX's current binding, is known; a stranger is counted for flood
 detection and dropped unparsed, unless it may be a registered PBX's REGISTER (some peer has
-``hosts: registered``) or ``security.unknown_sources`` is ``reject``.
+``hosts: registered``) or ``security.unknown_sources`` is ``reject``. Over TCP and TLS the
+connection itself was judged the same way when it was accepted (``connections.py``).
 
 After parsing (``admit``), the one verdict: ``Pass(peer)`` (the peer the message is
 attributed to, the only time it is), ``Drop`` (silence), or ``Reject(status)`` (answered

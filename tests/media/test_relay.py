@@ -337,3 +337,41 @@ def test_a_muxed_answer_naming_its_rtp_port_in_a_rtcp_names_the_relays_rtp_port(
     assert to_a.rtcp() == (to_a.port, "127.0.0.1") and to_a.muxed
     relay.release("c")
     relay.close()
+
+
+async def _changed_hands() -> tuple[bytes, list[bytes], int]:
+    """A call whose B side changes hands (a transfer): the new party answers on that side
+    while the old one still sends; the caller's media goes to the new party only."""
+    loop = asyncio.get_running_loop()
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop.add_reader, loop.remove_reader,
+                         loop.time, learn="first-packet")  # fmt: skip
+    caller, old, new = endpoint(A_HOST), endpoint("127.0.0.1"), endpoint("127.0.0.1")
+    now = loop.time()
+    to_b = relay.rewrite("c", "a", offer(A_HOST, caller.getsockname()[1]), "127.0.0.1", A_HOST,
+                         now)  # fmt: skip
+    to_a = relay.rewrite("c", "b", offer(B_HOST, old.getsockname()[1]), "127.0.0.1", B_HOST,
+                         now, "answer")  # fmt: skip
+    a_port, b_port = relay_port(to_a), relay_port(to_b)
+    old.sendto(b"old-1", ("127.0.0.1", b_port))  # latched: sent from another host than signalled
+    await asyncio.sleep(0.05)
+    relay.rewrite("c", "b", offer("127.0.0.5", new.getsockname()[1]), "127.0.0.1", "127.0.0.5",
+                  loop.time(), "answer")  # fmt: skip
+    old.sendto(b"old-2", ("127.0.0.1", b_port))  # still on its way before its BYE
+    await asyncio.sleep(0.05)
+    new.sendto(b"new-1", ("127.0.0.1", b_port))
+    await asyncio.sleep(0.05)
+    caller.sendto(b"caller", ("127.0.0.1", a_port))
+    await asyncio.sleep(0.05)
+    got = [caller.recvfrom(100)[0] for _ in range(2)]
+    heard = new.recvfrom(100)[0]
+    ignored = relay.stats["ignored"]
+    relay.close()
+    for sock in (caller, old, new):
+        sock.close()
+    return heard, got, ignored
+
+
+def test_a_side_that_changes_hands_leaves_the_old_party_out() -> None:
+    heard, got, ignored = asyncio.run(_changed_hands())
+    assert heard == b"caller", "the caller's media goes to the new party"
+    assert got == [b"old-1", b"new-1"] and ignored == 1, "the old party's late packet is dropped"

@@ -63,7 +63,7 @@ from .leg import Leg
 from .relay import Body, Relay, relay_ack, relay_request, relay_response, relay_timed_out
 from .session_timer import Refuse, answer_of, negotiate
 from .table import TABLE, Action, CallState
-from .transfer import Transfer, notify, refer_target
+from .transfer import Transfer, notify, refer_target, reoffer
 from .uac import UacLeg, build_attempt, policy_offer, reliable_rseq
 from .uas import UasLeg
 
@@ -572,9 +572,11 @@ class Calls:
         elif client.purpose == "transfer" and client.attempt is not None:
             self._transfer_response(client.call, client.attempt, response, now, out)
         elif client.purpose == "reoffer" and client.leg is not None and 200 <= status < 300:
-            leg = client.leg
+            leg, call = client.leg, client.call
             out.ack(leg.ack(response.cseq.seq if response.cseq else leg.local_cseq),
                     leg.next_address(), now)  # fmt: skip
+            if not call.ended:
+                self._body(call, leg, response, now, "answer")  # the relay's view of it
         elif client.purpose == "relay" and client.relay is not None and response.status >= 200:
             self._relayed_response(client.call, client.relay, response, now, out)
         elif client.purpose == "refresh" and client.leg is not None and status >= 200:
@@ -893,12 +895,13 @@ class Calls:
         call.transfer = None
         self.dialogs[(c.call_id, c.local_tag)] = (call, c)
         call.b = c
-        if call.media:  # the relay sends the caller's media to the target from now on
-            self._body(call, c, response, now, "answer")
-        elif response.body:  # media bypassed: the caller is told where the target is
+        # the caller is told of its new far end (relayed: the relay's ports toward it stay,
+        # but the stream is another one, new SSRC and sequence, which phones must reset for)
+        body = self._body(call, c, response, now, "answer")
+        if body:
             a = call.a
             headers = [("Allow", ALLOW), ("Content-Type", "application/sdp")]
-            request = a.request("INVITE", headers=headers, body=response.body)
+            request = a.request("INVITE", headers=headers, body=reoffer(a.sdp, body))
             self.clients[out.request(request, a.next_address(), self, now)] = _Client(
                 "reoffer", call, leg=a
             )

@@ -23,7 +23,7 @@ from ..sip.message import Header, Request
 from .leg import Leg
 from .uac import UacLeg
 
-__all__ = ["Transfer", "notify", "refer_target"]
+__all__ = ["Transfer", "notify", "refer_target", "reoffer"]
 
 
 @dataclass(slots=True)
@@ -65,3 +65,27 @@ def notify(leg: Leg, status: int, reason: str, *, final: bool) -> Request:
         ("Content-Type", "message/sipfrag;version=2.0"),
     ]
     return leg.request("NOTIFY", headers=headers, body=f"SIP/2.0 {status} {reason}\r\n".encode())
+
+
+def reoffer(previous: bytes, new: bytes) -> bytes:
+    """``new`` as the next version of the session the caller knows (``previous``: the last
+    description the node sent it): the same origin user and session id, its version + 1
+    (RFC 3264 §8), so that the caller takes it as a change of its one session."""
+    old = _origin(previous)
+    lines = new.split(b"\r\n") if b"\r\n" in new else new.split(b"\n")
+    for i, line in enumerate(lines):
+        if line.startswith(b"o=") and old is not None:
+            fields = line[2:].split()
+            if len(fields) >= 6:
+                version = str(int(old[2]) + 1).encode() if old[2].isdigit() else old[2]
+                lines[i] = b"o=" + b" ".join([old[0], old[1], version, *fields[3:]])
+            break
+    return (b"\r\n" if b"\r\n" in new else b"\n").join(lines)
+
+
+def _origin(body: bytes) -> list[bytes] | None:
+    for line in body.splitlines():
+        if line.startswith(b"o="):
+            fields = line[2:].split()
+            return fields if len(fields) >= 6 else None
+    return None

@@ -84,6 +84,7 @@ class _Side:
     mux: bool = False  # its SDP has a=rtcp-mux: it sends and receives RTCP on the RTP port
     learned: str | None = None  # first-packet: the host of this side's first packet
     learn_until: float = 0.0  # first-packet: a new source is learned before this time
+    replaced: Any = None  # (host, port) of the party this side had before it changed hands
 
 
 @dataclass(slots=True)
@@ -162,9 +163,14 @@ class BuiltinRelay:
             rtcp_dest = (host, media.port + 1)
             if rtcp is not None:  # JSEP's placeholder "9 IN IP4 0.0.0.0" names no address
                 rtcp_dest = (host if rtcp[1] in (None, "0.0.0.0", "::") else rtcp[1], rtcp[0])
+            hosts = tuple(dict.fromkeys((host, peer_host)))
+            if mine.hosts and not set(hosts) & set(mine.hosts):
+                # another party on this side (a transfer): the media the one before still
+                # sends, until it hears its BYE, must not be taken for the new one's
+                mine.replaced = mine.dest[0]  # where it sent from, or else its SDP said
             mine.dest = [(host, media.port), rtcp_dest]
             mine.mux = media.muxed
-            mine.hosts = tuple(dict.fromkeys((host, peer_host)))
+            mine.hosts = hosts
             mine.latched = False
             if self.learn == "first-packet":
                 # both ends may start sending now: the offerer once it has the answer
@@ -280,8 +286,11 @@ class BuiltinRelay:
             side = stream[name]
             peer = stream.get(_OTHER[name])
             host = source[0]
-            if peer is None or not (host in side.hosts or host == side.learned
-                                    or self._learns(key, name, side, host)):  # fmt: skip
+            if (
+                peer is None or source[:2] == side.replaced
+                or not (host in side.hosts or host == side.learned
+                        or self._learns(key, name, side, host))
+            ):  # fmt: skip
                 stats["ignored"] += 1
                 continue
             if side.learned is None and side.learn_until:

@@ -154,3 +154,20 @@ def test_any_body_gets_a_call_or_488_never_an_exception(body: bytes, multipart: 
         assert relay.calls == {}
     finally:
         relay.close()
+
+
+def test_a_refused_reoffer_leaves_the_relay_as_it_was(bench: Bench) -> None:
+    (b_invite,) = requests(bench.feed(with_body(invite(), A_SDP), OPERATOR), PBX1, "INVITE")
+    reply = with_body(answer(b_invite, 200), B_SDP)
+    (ok,) = [r for r in responses(bench.feed(reply, PBX1), OPERATOR) if r.status == 200]
+    tag = ok.to.tag if ok.to and ok.to.tag else ""
+    bench.feed(in_dialog("ACK", 1, tag, 1), OPERATOR)
+    (state,) = relay_of(bench).calls.values()
+    before = list(state.streams[0]["a"].dest)
+    fax = A_SDP.replace(b"m=audio 4000 RTP/AVP 8", b"m=image 4010 udptl t38")
+    (relayed,) = requests(bench.feed(with_body(in_dialog("INVITE", 1, tag, 2), fax), OPERATOR),
+                          PBX1, "INVITE")  # fmt: skip
+    assert state.streams[0]["a"].dest != before, "the offer moved the caller's side"
+    out = bench.feed(answer(relayed, 488), PBX1)
+    assert [r.status for r in responses(out, OPERATOR) if r.status >= 200] == [488]
+    assert state.streams[0]["a"].dest == before, "refused: media goes where it went before"

@@ -375,3 +375,34 @@ def test_a_side_that_changes_hands_leaves_the_old_party_out() -> None:
     heard, got, ignored = asyncio.run(_changed_hands())
     assert heard == b"caller", "the caller's media goes to the new party"
     assert got == [b"old-1", b"new-1"] and ignored == 1, "the old party's late packet is dropped"
+
+
+async def _refused_reoffer(rollback: bool) -> bytes | None:
+    """A re-offer from A (a new port: a T.38 switch, say) that B refuses: after the rollback
+    B's media still reaches A where it listened before."""
+    loop = asyncio.get_running_loop()
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop.add_reader, loop.remove_reader,
+                         loop.time)  # fmt: skip
+    a_old, a_new, b = endpoint(A_HOST), endpoint(A_HOST), endpoint(B_HOST)
+    to_b = relay.rewrite("c", "a", offer(A_HOST, a_old.getsockname()[1]), "127.0.0.1", A_HOST,
+                         0.0)  # fmt: skip
+    relay.rewrite("c", "b", offer(B_HOST, b.getsockname()[1]), "127.0.0.1", B_HOST, 0.0, "answer")
+    relay.rewrite("c", "a", offer(A_HOST, a_new.getsockname()[1]), "127.0.0.1", A_HOST, 1.0)
+    if rollback:
+        relay.rollback("c", "a")
+    b.sendto(b"from-b", ("127.0.0.1", relay_port(to_b)))
+    await asyncio.sleep(0.05)
+    a_old.settimeout(0.2)
+    try:
+        got: bytes | None = a_old.recvfrom(100)[0]
+    except TimeoutError:
+        got = None
+    relay.close()
+    for sock in (a_old, a_new, b):
+        sock.close()
+    return got
+
+
+def test_a_refused_reoffer_is_rolled_back() -> None:
+    assert asyncio.run(_refused_reoffer(rollback=True)) == b"from-b"
+    assert asyncio.run(_refused_reoffer(rollback=False)) is None, "the check can fail"

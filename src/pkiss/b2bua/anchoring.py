@@ -114,6 +114,11 @@ class Anchoring:
                 parts[i] = Part(part.headers, sdp)
         return join_parts(parts, boundary)
 
+    def rollback(self, key: str, leg: Leg) -> None:
+        """The offer ``leg`` sent was refused: its media goes where it went before."""
+        if self.engine is not None:
+            self.engine.rollback(key, leg.side.lower())
+
     def release(self, key: str) -> None:
         if self.engine is not None:
             self.engine.release(key)

@@ -588,6 +588,13 @@ class Calls:
         refresh = relay.sent.method in ("INVITE", "UPDATE") and 200 <= response.status < 300
         extra = from_leg.timer.headers(uac_is_node=False) if refresh and from_leg.timer else []
         hang_up = relay_response(relay, response, self._body_of(call, now), now, out, extra)
+        if (
+            response.status >= 300
+            and call.media
+            and relay.original.body
+            and (relay.sent.method in ("INVITE", "UPDATE"))
+        ):  # the offer refused: the session stays as it was (RFC 3264 §5)
+            self.anchoring.rollback(call.a.local_tag, from_leg)
         if hang_up is not None:
             self._feed(call, HungUp(hang_up), now, out)
         elif refresh and to_leg is not None:  # both legs' sessions were refreshed

@@ -23,6 +23,11 @@ class MediaEngine(Protocol):
         ``MediaError`` when it cannot anchor."""
         ...
 
+    def rollback(self, call: str, side: str) -> None:
+        """The last offer ``side`` made was refused (a re-INVITE answered 488...): media to
+        that side goes where it went before the offer (RFC 3264 §5: the session is as it was)."""
+        ...
+
     def release(self, call: str) -> None:
         """The call ended: free what it held."""
         ...

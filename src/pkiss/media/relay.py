@@ -87,9 +87,21 @@ class _Side:
     replaced: Any = None  # (host, port) of the party this side had before it changed hands
 
 
+_Agreed = tuple[list[Any], tuple[str, ...], bool, bool, str | None, float, Any]
+"""What an offer changes in a side (``dest``, ``hosts``, ``mux``, ``latched``, ``learned``,
+``learn_until``, ``replaced``), kept until the offer is answered."""
+
+
+def _agreed(side: _Side) -> _Agreed:
+    return (list(side.dest), side.hosts, side.mux, side.latched, side.learned, side.learn_until,
+            side.replaced)  # fmt: skip
+
+
 @dataclass(slots=True)
 class _Call:
     streams: list[dict[str, _Side]] = field(default_factory=list)
+    # side -> its streams as they were before its offer still unanswered (rollback)
+    offered: dict[str, list[_Agreed | None]] = field(default_factory=dict)
     last_packet: float | None = None
     started: float = 0.0
 
@@ -143,6 +155,10 @@ class BuiltinRelay:
         if state is None:
             state = self.calls[call] = _Call(started=now)
         other = _OTHER[side]
+        if kind == "offer":
+            state.offered[side] = [_agreed(s[side]) if side in s else None for s in state.streams]
+        else:
+            state.offered.pop(other, None)  # the other side's offer is answered
         ports: list[int | None] = []
         for index, media in enumerate(session.media):
             if index == len(state.streams):
@@ -178,6 +194,18 @@ class BuiltinRelay:
                 mine.learn_until = theirs.learn_until = now + LEARN_WINDOW
             ports.append(theirs.port)
         return bytes(session.rewrite(address, ports))
+
+    def rollback(self, call: str, side: str) -> None:
+        """``side``'s last offer was refused: its streams send where they did before."""
+        state = self.calls.get(call)
+        before = state.offered.pop(side, None) if state is not None else None
+        if state is None or before is None:
+            return
+        for stream, agreed in zip(state.streams, before, strict=False):
+            if agreed is not None and side in stream:
+                mine = stream[side]
+                (mine.dest, mine.hosts, mine.mux, mine.latched, mine.learned, mine.learn_until,
+                 mine.replaced) = agreed  # fmt: skip
 
     def release(self, call: str) -> None:
         """The call's port pairs go back to the pool, sockets open and watched: a packet that

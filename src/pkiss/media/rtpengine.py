@@ -145,6 +145,10 @@ class RtpEngine:
         except SdpError:
             return sdp
 
+    def rollback(self, call: str, side: str) -> None:
+        """Nothing to undo here: rtpengine takes a refused offer's description, and latches
+        back to the side's own source with its next packet (symmetric RTP)."""
+
     def release(self, call: str) -> None:
         if call not in self.calls:
             return

@@ -63,8 +63,10 @@ class TransactionUser:
         registrations: Registrations,
         prober: Prober,
         timers: Timers | None = None,
+        max_transactions: int = 50000,
     ) -> None:
         timers = timers or Timers()
+        self.max_transactions = max_transactions  # the node's limits.transactions
         self.layer = TransactionLayer(timers)
         self.t1 = timers.t1
         self.calls = calls
@@ -205,6 +207,11 @@ class TransactionUser:
         if to is not None and to.tag:
             calls.in_dialog(request, key, now, self)
             return
+        if len(self.layer) > self.max_transactions:
+            # a new request when the node holds too many: turned away, nothing else kept for
+            # it (its transaction ends with this answer); requests within dialogs go on
+            self._answer(key, request, 503, now, [("Retry-After", "5")])
+            return
         if method == "INVITE":
             calls.on_invite(request, source, key, peer, now, self)
         elif method == "OPTIONS":
@@ -269,7 +276,7 @@ def assemble(
     calls = Calls(
         Router(config.peers, config.routes), config.peers, local, auth, limits=limits,
         monitor=monitor, bindings=bindings, anchoring=Anchoring(media, config.media.mode),
-        on_end=on_end, on_refused=on_refused,
+        on_end=on_end, on_refused=on_refused, max_calls=config.limits.calls,
     )  # fmt: skip
     return TransactionUser(
         calls,
@@ -277,4 +284,5 @@ def assemble(
         Registrations(config.peers, now, local),
         Prober(monitor, local),
         timers,
+        max_transactions=config.limits.transactions,
     )

@@ -237,3 +237,49 @@ def test_a_peer_with_calls_0_refuses_every_call_and_holds_nothing() -> None:
     final = _final(bench.feed(invite(), OPERATOR))
     assert final.status == 503 and final.header("retry-after") == "5"
     _zero(bench)
+
+
+NODE_LIMITED = """
+sbc: {listen: [udp:127.0.0.1:5060]}
+peers:
+  operator: {role: carrier, hosts: [127.0.0.2:5060], health: false}
+  pbx: {role: pbx, hosts: [127.0.0.3:5060], dids: ["+331*"], health: false}
+limits: {calls: CALLS, peer_calls: PEER, transactions: TXNS}
+"""
+
+
+def _node(calls: int = 100, peer: int = 100, txns: int = 1000) -> Bench:
+    config = NODE_LIMITED.replace("CALLS", str(calls)).replace("PEER", str(peer))
+    return Bench(config.replace("TXNS", str(txns)))
+
+
+def _finals(sends: list[Send]) -> list[int]:
+    return [r.status for r in responses(sends, OPERATOR) if r.status >= 200]
+
+
+def test_the_nodes_calls_limit_turns_new_calls_away_and_keeps_those_in_progress() -> None:
+    bench = _node(calls=2)
+    for n in (1, 2):
+        assert requests(bench.feed(invite(n), OPERATOR), PBX1, "INVITE")
+    out = bench.feed(invite(3), OPERATOR)
+    assert _finals(out) == [503] and not requests(out, PBX1, "INVITE")
+    (refusal,) = [r for r in responses(out, OPERATOR) if r.status == 503]
+    assert refusal.header("retry-after") == "5"
+    assert len(bench.calls.calls) == 2
+
+
+def test_a_peer_without_a_calls_limit_gets_the_nodes_peer_calls() -> None:
+    bench = _node(peer=1)
+    assert requests(bench.feed(invite(1), OPERATOR), PBX1, "INVITE")
+    assert _finals(bench.feed(invite(2), OPERATOR)) == [503]
+    snapshot = bench.calls.limits.snapshot()
+    assert snapshot["operator"].refused == 1
+
+
+def test_the_nodes_transactions_limit_turns_new_requests_away() -> None:
+    bench = _node(txns=3)
+    for n in (1, 2):  # each call: its INVITE server and client transactions
+        assert requests(bench.feed(invite(n), OPERATOR), PBX1, "INVITE")
+    out = bench.feed(invite(3), OPERATOR)
+    assert _finals(out) == [503] and not requests(out, PBX1, "INVITE")
+    assert len(bench.calls.calls) == 2

@@ -88,7 +88,7 @@ def peer_rows(node: Node, now: float) -> list[dict[str, Any]]:
                               "priority": host.priority, "weight": host.weight,
                               "state": _host_state(node, addr)})  # fmt: skip
         count = counters.get(name)
-        limits = peer.limits
+        limits = peer.call_limits
         row: dict[str, Any] = {
             "name": name,
             "role": peer.role,

@@ -122,6 +122,7 @@ class Calls:
         anchoring: Anchoring | None = None,
         on_end: CallEnded | None = None,
         on_refused: CallRefused | None = None,
+        max_calls: int = 10000,
     ) -> None:
         self.router = router
         self.peers = peers
@@ -134,6 +135,7 @@ class Calls:
         self.anchoring = anchoring if anchoring is not None else Anchoring(None)
         self.on_end = on_end
         self.on_refused = on_refused
+        self.max_calls = max_calls  # the node's limits.calls
         self.calls: set[Call] = set()
         self.dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}
         self.invites: dict[str, Call] = {}  # A-leg INVITE server transaction -> call
@@ -142,10 +144,13 @@ class Calls:
         self.stats = {"calls": 0, "answered": 0, "failed": 0, "limited": 0}
         self._turn = itertools.count()
 
-    def reconfigure(self, router: Router, peers: Mapping[str, Peer]) -> None:
+    def reconfigure(self, router: Router, peers: Mapping[str, Peer],
+                    max_calls: int | None = None) -> None:  # fmt: skip
         """New calls use the new config; calls in progress keep what they started with."""
         self.router = router
         self.peers = peers
+        if max_calls is not None:
+            self.max_calls = max_calls
 
     # ------------------------------------------------------------------------- the table
     def _feed(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
@@ -199,7 +204,15 @@ class Calls:
             # and R-URI the Contact it registered (RFC 3261 §10.3, §16.5): a phone answers
             # its own URI; the called number is in To
             targets = [Target(decision.registered, binding.source, binding.contact)]
-        refusal = self.limits.admit(peer.name, peer.limits, now)
+        if len(self.calls) >= self.max_calls:
+            self.stats["limited"] += 1
+            log.warning("refusing call %s from %s: the node holds %d calls (limits.calls)",
+                        request.call_id, peer.name, len(self.calls))  # fmt: skip
+            self._refuse(request, key, 503, now, out, headers=[("Retry-After", "5")],
+                         peer=peer.name, number=decision.number,
+                         why="over the node's calls limit")  # fmt: skip
+            return
+        refusal = self.limits.admit(peer.name, peer.call_limits, now)
         if refusal is not None:
             self.stats["limited"] += 1
             log.info("refusing call %s from %s: over its %s limit", request.call_id, peer.name,
@@ -265,7 +278,7 @@ class Calls:
     def _hold_target(self, call: Call, peer_name: str, now: float) -> bool:
         """Count the call against the target peer (once per peer); False when it is full."""
         peer = call.peers.get(peer_name)
-        call.refusal = self.limits.hold(call.held, peer_name, peer.limits if peer else None,
+        call.refusal = self.limits.hold(call.held, peer_name, peer.call_limits if peer else None,
                                         call.b_peer, call.source_peer, now)  # fmt: skip
         if call.refusal is not None:
             log.info("call %s: %s is over its %s limit, skipped", call.a.call_id, peer_name,

@@ -737,6 +737,12 @@ class Peer(_Frozen):
         return hash(self.name)
 
     @property
+    def call_limits(self) -> Limits:
+        """`limits`, its `calls` the node's `limits.peer_calls` when it gives none."""
+        limits: Limits = self.__dict__.get("_call_limits", self.limits)
+        return limits
+
+    @property
     def registered(self) -> bool:
         """True for ``hosts: registered``: calls go to the Contact of its registration."""
         registered: bool = self.__dict__.get("_registered", False)
@@ -883,6 +889,19 @@ class Logging(_Frozen):
     format: Literal["text", "json"] = "text"
 
 
+class NodeLimits(_Frozen):
+    """What the whole node holds at most (``limits``): beyond, new calls and new requests get
+    503 with Retry-After, and what is in progress goes on."""
+
+    calls: int = Field(default=10000, ge=1)
+    """Calls in progress in all."""
+    transactions: int = Field(default=50000, ge=1)
+    """SIP transactions in progress in all (each request and its retransmission state)."""
+    peer_calls: int = Field(default=5000, ge=1)
+    """Calls in progress with one peer whose ``limits.calls`` says nothing: a runaway PBX or a
+    spoofed carrier address cannot take the whole node."""
+
+
 class Config(_Frozen):
     """A whole, valid configuration file. Build it with `load_config` or `parse_config`."""
 
@@ -897,11 +916,16 @@ class Config(_Frozen):
     state: Annotated[str, AfterValidator(_check_state)] = "memory"
     """Where bans, call counts and health are kept: memory, or a redis:// URL shared by nodes."""
     logging: Logging = Field(default_factory=Logging)
+    limits: NodeLimits = Field(default_factory=NodeLimits)
 
     @model_validator(mode="after")
     def _name_peers(self) -> Self:
         for name, peer in self.peers.items():
             peer.__dict__["_name"] = name
+            limits = peer.limits
+            if limits.calls is None:
+                limits = limits.model_copy(update={"calls": self.limits.peer_calls})
+            peer.__dict__["_call_limits"] = limits
         return self
 
     def peer(self, name: str) -> Peer:

@@ -201,3 +201,29 @@ def test_refer_within_a_call_is_refused_and_the_call_goes_on() -> None:
     assert [r.status for r in responses(out, OPERATOR)] == [403]
     assert not requests(out, PBX1, "REFER") and not requests(out, PBX1, "BYE")
     assert len(bench.calls.calls) == 1
+
+
+def test_a_call_ringing_past_answer_timeout_is_cancelled_and_released() -> None:
+    ended: list = []
+    bench = Bench(CONFIG_ANSWER, on_end=ended.append)
+    (b_invite,) = requests(bench.feed(invite(), OPERATOR), PBX1, "INVITE")
+    bench.feed(answer(b_invite, 180), PBX1)
+    out = bench.advance(29.0)
+    assert not requests(out, PBX1, "CANCEL")
+    out = bench.advance(31.0)
+    cancelled = requests(out, PBX1, "CANCEL")[0]
+    assert cancelled.call_id == b_invite.call_id
+    assert {r.status for r in responses(out, OPERATOR) if r.status >= 200} == {480}
+    assert not bench.calls.calls and [c.end_reason for c in ended] == ["failed 480"]
+    bench.feed(answer(cancelled, 200), PBX1)
+    out = bench.feed(answer(b_invite, 487), PBX1)
+    assert requests(out, PBX1, "ACK")
+    assert bench.advance(100.0) is not None and len(bench.core.layer) == 0
+
+
+CONFIG_ANSWER = """
+sbc: {listen: [udp:127.0.0.1:5060]}
+peers:
+  operator: {role: carrier, hosts: [127.0.0.2:5060], health: false}
+  pbx: {role: pbx, hosts: [127.0.0.3:5060], dids: ["+331*"], health: false, answer_timeout: 30}
+"""

@@ -85,7 +85,7 @@ _ACTIONS = {action: f"_do_{action.name.lower()}" for action in Action}
 
 
 class _Timer(NamedTuple):
-    kind: str  # "setup" (setup_timeout), "1xx" (reliable provisionals), "session" (RFC 4028)
+    kind: str  # "setup" (setup_timeout), "answer" (answer_timeout), "1xx", "session" (RFC 4028)
     call: Call
     leg: Leg | None = None  # the leg of a session timer
 
@@ -302,6 +302,10 @@ class Calls:
         self.dialogs[(b.call_id, b.local_tag)] = (call, b)
         peer = call.peers.get(target.peer)
         self._send_invite(call, b, peer.setup_timeout if peer is not None else 3.0, now, out)
+        # an attempt rings at most answer_timeout (a peer's calls that are never answered
+        # must not hold ports and limits for ever)
+        out.at(now + (peer.answer_timeout if peer is not None else 120.0), self,
+               _Timer("answer", call, b))  # fmt: skip
 
     def _send_invite(self, call: Call, b: UacLeg, timeout: float, now: float,
                      out: Outbox) -> None:  # fmt: skip
@@ -704,6 +708,12 @@ class Calls:
         if ref.kind == "session" and ref.leg is not None:
             self._session_due(call, ref.leg, now, out)
             return
+        if ref.kind == "answer":
+            log.info("call %s: no answer from %s in time, giving up", call.a.call_id,
+                     call.b_peer)  # fmt: skip
+            self._do_cancel_attempt(call, NoAnswer(), now, out)
+            self._feed(call, Failed(480), now, out)
+            return
         due = call.a.retransmit(now, out)
         if due is not None:
             out.at(due, self, _Timer("1xx", call))
@@ -721,6 +731,8 @@ class Calls:
         if ref.kind == "session":
             timer = ref.leg.timer if ref.leg is not None else None
             return timer is None or timer.due != at or timer.refreshing
+        if ref.kind == "answer":  # still that attempt, still unanswered
+            return ref.leg is not call.b or call.state is CallState.ANSWERED
         return call.setup_deadline != at or call.state is not CallState.ROUTING
 
     # ------------------------------------------------------------- session timers

@@ -673,6 +673,9 @@ class Peer(_Frozen):
     """Final statuses that move a call to the next candidate."""
     setup_timeout: Seconds = 3.0
     """Seconds without any response to an INVITE before the next candidate is tried."""
+    answer_timeout: Seconds = 120.0
+    """Seconds a call to this peer may ring unanswered: then it is CANCELled and the caller
+    gets 480 (what it holds, relay ports included, is released)."""
     limits: Limits = Field(default_factory=Limits)
     rewrite: Rewrites = Field(default_factory=Rewrites)
     media: MediaMode | None = None

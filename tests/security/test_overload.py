@@ -1,0 +1,75 @@
+"""Overload control, pure: the lag verdict with hysteresis, and the 503 built from a new
+INVITE's raw bytes (parsed back by the node's own parser to check it is a valid response)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pkiss.security.overload import Overload, is_refusal_ack, turn_away
+from pkiss.sip.message import Response
+from pkiss.sip.parser import parse_datagram
+
+INVITE = (
+    b"INVITE sip:+33123456789@127.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK-1;rport\r\n"
+    b"v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-0\r\n"
+    b"From: <sip:+33999@127.0.0.2>;tag=a1\r\n"
+    b"To: <sip:+33123456789@127.0.0.1>\r\n"
+    b"Call-ID: c1@127.0.0.2\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+    b"Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"
+)
+
+
+def test_the_verdict_follows_the_lag_with_hysteresis() -> None:
+    overload = Overload(high=0.05, low=0.01, smoothing=1.0)
+    assert not overload.tick(0.02)
+    assert overload.tick(0.08) and overload.episodes == 1
+    assert overload.tick(0.03), "between the thresholds it stays overloaded"
+    assert not overload.tick(0.005)
+    assert not overload.tick(0.03), "and stays fine until the lag passes high again"
+
+
+def test_smoothing_needs_more_than_one_late_tick() -> None:
+    overload = Overload(high=0.05, low=0.01, smoothing=0.3)
+    assert not overload.tick(0.1)
+    assert any(overload.tick(0.1) for _ in range(5))
+
+
+def test_a_new_invite_gets_a_503_that_parses_and_its_ack_is_recognised() -> None:
+    data = turn_away(INVITE, 2)
+    assert data is not None
+    response = parse_datagram(data)
+    assert isinstance(response, Response) and response.status == 503
+    assert response.header("retry-after") == "2"
+    assert len(response.values("via")) == 2
+    assert response.call_id == "c1@127.0.0.2" and response.cseq and response.cseq.seq == 1
+    assert response.to and response.to.tag and response.to.tag.startswith("ovl")
+    ack = (
+        b"ACK sip:+33123456789@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5060;"
+        b"branch=z9hG4bK-1\r\nFrom: <sip:+33999@127.0.0.2>;tag=a1\r\nTo: "
+        + (response.header("to") or "").encode()
+        + b"\r\nCall-ID: c1@127.0.0.2\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert is_refusal_ack(ack)
+    assert not is_refusal_ack(ack.replace(b"tag=ovl", b"tag=xyz"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        INVITE.replace(b"To: <sip:+33123456789@127.0.0.1>", b"To: <sip:x@y>;tag=b2"),  # re-INVITE
+        INVITE.replace(b"INVITE sip", b"OPTIONS sip", 1),
+        INVITE.replace(b"Call-ID: c1@127.0.0.2\r\n", b""),
+        b"INVITE garbage",
+        b"",
+    ],
+)
+def test_anything_but_a_whole_new_invite_is_left_alone(data: bytes) -> None:
+    assert turn_away(data, 2) is None
+
+
+def test_only_an_overloaded_node_refuses() -> None:
+    overload = Overload(smoothing=1.0)
+    assert overload.refuse(INVITE) is None
+    overload.tick(1.0)
+    assert overload.refuse(INVITE) is not None and overload.turned_away == 1

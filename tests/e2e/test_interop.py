@@ -1,6 +1,7 @@
 """Interoperability with real third-party SIP software through a running pkiss node: baresip
-phones on both sides with real audio, a Kamailio edge proxy in front of the carrier (the
-route set a carrier's edge imposes), and linphonec registering as a PBX.
+phones on both sides with real audio, a Kamailio edge proxy in front of the carrier or in
+front of the PBX (the route set a record-routing edge imposes on every later request of the
+dialog, both ways), and linphonec registering as a PBX.
 
 Each peer has its own loopback address (127.0.6.x); the harness classes are in thirdparty.py.
 A test that fails today because of a defect already known in pkiss is marked
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 from network import CALLED, CALLER, received, wait_for
 from sbc import Pkiss, basic_config, free_port
-from sipp import Sipp, sipp_available
+from sipp import SCENARIOS, Sipp, sipp_available
 from thirdparty import Baresip, Kamailio, Linphonec, tone_seconds
 
 pytestmark = [pytest.mark.e2e]
@@ -35,6 +36,7 @@ needs_sipp = pytest.mark.skipif(
 CARRIER = "127.0.6.2"  # the carrier's phone or SIPp
 PBX = "127.0.6.3"  # the PBX's phone or SIPp
 EDGE = "127.0.6.10"  # the carrier's edge proxy
+PBX_EDGE = "127.0.6.11"  # the PBX's edge proxy
 REGISTERED_PBX = "127.0.6.4"
 
 CALLER_TONE, CALLEE_TONE = 440, 1000
@@ -216,34 +218,61 @@ def test_srtp_passes_end_to_end_through_the_builtin_relay(
             assert any(line.startswith("a=crypto:") for line in received), received
 
 
-# ------------------------------------------------- SIPp -> Kamailio edge -> pkiss -> SIPp
+# ------------------------------------------- SIPp -> Kamailio edge -> pkiss -> Kamailio -> SIPp
 
 
 class Edge:
-    """The carrier (a SIPp) behind its Kamailio edge proxy, the node, and the PBX (a SIPp)."""
+    """Two SIPps through the node, with a Kamailio edge proxy in front of one of them:
+    ``side="carrier"``, the carrier's edge (the carrier sends its INVITE to the proxy, which
+    forwards it to the node); ``side="pbx"``, the PBX's (the PBX peer's host is the proxy:
+    the node sends its INVITE there, and the proxy forwards it to the PBX). Either way the
+    proxy record-routes the initial INVITE, so every later request of the dialog on that
+    side, in both directions, must go through it (RFC 3261 §12.2.1.1); it refuses an
+    in-dialog request that comes without its Route (404; an ACK is dropped)."""
 
     def __init__(
-        self, tmp_path: Path, make_sipp: Callable[..., Sipp], make_sbc: Callable[..., Pkiss]
+        self,
+        tmp_path: Path,
+        make_sipp: Callable[..., Sipp],
+        make_sbc: Callable[..., Pkiss],
+        side: str = "carrier",
     ) -> None:
+        if side not in ("carrier", "pbx"):
+            raise ValueError(f"an edge proxy stands in front of the carrier or the pbx, not {side}")
         self.make_sipp = make_sipp
+        self.side = side
+        self.workdir = tmp_path
         self.sbc_port = free_port()
         self.carrier_port = free_port(CARRIER)
         self.pbx_port = free_port(PBX)
-        self.proxy = Kamailio(
-            tmp_path / "edge", EDGE,
-            routes={CARRIER: f"127.0.0.1:{self.sbc_port}",
-                    "127.0.0.1": f"{CARRIER}:{self.carrier_port}"},
-        ).start()  # fmt: skip
-        config = sbc_config(self.sbc_port, self.proxy.address, (PBX, self.pbx_port))
-        self.sbc = make_sbc(config)
+        node = f"127.0.0.1:{self.sbc_port}"
+        if side == "carrier":
+            self.edge_ip = EDGE
+            routes = {CARRIER: node, "127.0.0.1": f"{CARRIER}:{self.carrier_port}"}
+        else:
+            self.edge_ip = PBX_EDGE
+            routes = {"127.0.0.1": f"{PBX}:{self.pbx_port}", PBX: node}
+        self.proxy = Kamailio(tmp_path / f"{side}-edge", self.edge_ip, routes=routes).start()
+        carrier = self.proxy.address if side == "carrier" else (CARRIER, self.carrier_port)
+        pbx = self.proxy.address if side == "pbx" else (PBX, self.pbx_port)
+        self.sbc = make_sbc(sbc_config(self.sbc_port, carrier, pbx))
+
+    @property
+    def behind(self) -> str:
+        """The address of the SIPp behind the proxy."""
+        return CARRIER if self.side == "carrier" else PBX
 
     def pbx(self, scenario: str) -> Sipp:
-        return self.make_sipp(scenario, local_ip=PBX, local_port=self.pbx_port, calls=1,
+        played: str | Path = scenario
+        if self.side == "pbx":
+            played = record_routing(scenario, self.workdir)
+        return self.make_sipp(played, local_ip=PBX, local_port=self.pbx_port, calls=1,
                               timeout=15).start()  # fmt: skip
 
     def carrier(self, scenario: str) -> Sipp:
+        remote = self.proxy.address if self.side == "carrier" else ("127.0.0.1", self.sbc_port)
         return self.make_sipp(
-            scenario, local_ip=CARRIER, local_port=self.carrier_port, remote=self.proxy.address,
+            scenario, local_ip=CARRIER, local_port=self.carrier_port, remote=remote,
             service=CALLED, caller=CALLER, calls=1, timeout=15,
         ).start()  # fmt: skip
 
@@ -251,20 +280,42 @@ class Edge:
         self.proxy.stop()
 
     def both(self, carrier: Sipp, pbx: Sipp) -> None:
-        """Both SIPps' calls succeed; the answer reached the carrier with the proxy's
-        Record-Route (the route set its in-dialog requests then follow), and the proxy
-        refused no in-dialog request for want of a Route."""
+        """Both SIPps' calls succeed; the SIPp behind the proxy got the proxy's Record-Route
+        (in the answer on the carrier's side, in the INVITE on the PBX's: the route set
+        in-dialog requests then follow), the proxy saw the ACK of the answer, and it refused
+        no in-dialog request for want of a Route."""
         try:
             carrier.check(timeout=25)
             pbx.check(timeout=10)
         except AssertionError as failed:
-            raise AssertionError(f"{failed}\n--- edge proxy:\n{self.proxy.log()[-4000:]}") from None
-        answer = received_answer(carrier)
-        assert re.search(rf"^Record-Route:.*{re.escape(EDGE)}", answer, re.M | re.I), (
-            f"the answer the carrier got has no Record-Route of its edge:\n{answer}"
+            raise AssertionError(
+                f"{failed}\n--- edge proxy:\n{self.proxy.log()[-4000:]}\n--- node:\n"
+                f"{self.sbc.log()[-3000:]}"
+            ) from None
+        if self.side == "carrier":
+            head, what = received_answer(carrier), "the answer the carrier got"
+        else:
+            head, what = received(pbx, "INVITE")[0].split("\n\n", 1)[0], "the PBX's INVITE"
+        assert re.search(rf"^Record-Route:.*{re.escape(self.edge_ip)}", head, re.M | re.I), (
+            f"{what} has no Record-Route of its edge:\n{head}"
         )
+        assert self.proxy.requests("ACK"), self.proxy.log()[-3000:]
         refused = [line for line in self.proxy.log().splitlines() if "without Route" in line]
         assert not refused, refused
+
+
+def record_routing(scenario: str, workdir: Path) -> Path:
+    """The UAS ``scenario`` as a UA behind a record-routing proxy plays it: its responses to
+    the initial INVITE (those sent before its ACK arrives) copy the INVITE's Record-Route
+    (RFC 3261 §12.1.1), which the SIPp scenarios of the house leave out. Written to
+    ``workdir``; SIPp's ``[last_Record-Route:]`` is the header of the last request
+    received, the INVITE."""
+    text = (SCENARIOS / f"{scenario}.xml").read_text()
+    ack = text.index('<recv request="ACK"')
+    head = text[:ack].replace("[last_CSeq:]\n", "[last_CSeq:]\n      [last_Record-Route:]\n")
+    path = workdir / f"{scenario}_record_routing.xml"
+    path.write_text(head + text[ack:])
+    return path
 
 
 def received_answer(peer: Sipp) -> str:
@@ -280,11 +331,18 @@ def received_answer(peer: Sipp) -> str:
 
 @pytest.fixture
 def edge(
-    tmp_path: Path, sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sipp_factory: Callable[..., Sipp],
+    sbc_factory: Callable[..., Pkiss],
 ) -> Iterator[Edge]:
-    net = Edge(tmp_path, sipp_factory, sbc_factory)
+    """An Edge in front of the carrier, or of the side the test's ``edge`` parameter names."""
+    net = Edge(tmp_path, sipp_factory, sbc_factory, getattr(request, "param", "carrier"))
     yield net
     net.stop()
+
+
+both_edges = pytest.mark.parametrize("edge", ["carrier", "pbx"], indirect=True)
 
 
 @needs_sipp
@@ -306,27 +364,66 @@ def test_initial_invite_through_the_edge_reaches_the_pbx_record_routed(edge: Edg
 
 
 @needs_sipp
+@pytest.mark.parametrize("edge", ["pbx"], indirect=True)
+def test_the_node_reaches_the_pbx_through_its_edge_record_routed(edge: Edge) -> None:
+    """The PBX peer's host is its edge proxy: the node's INVITE goes there, the proxy
+    record-routes it to the PBX, and what the PBX gets names the proxy and the node, never
+    the carrier."""
+    pbx = edge.pbx("uas_basic")
+    carrier = edge.carrier("uac_basic")
+    edge.both(carrier, pbx)
+    assert f"initial INVITE record-routed to sip:{CALLED}@{PBX}:{edge.pbx_port}" in (
+        edge.proxy.log()
+    )
+    invites = received(pbx, "INVITE")
+    assert len(invites) == 1
+    head = invites[0].split("\n\n", 1)[0]  # (the SDP names the carrier: media bypass)
+    assert CARRIER not in head
+    # the answer the carrier got names neither the PBX nor its proxy
+    answer = received_answer(carrier)
+    assert PBX not in answer and PBX_EDGE not in answer, answer
+
+
+@needs_sipp
+@both_edges
 def test_carrier_hangs_up_through_the_edge(edge: Edge) -> None:
     pbx = edge.pbx("uas_basic")
     carrier = edge.carrier("uac_basic")
     edge.both(carrier, pbx)
     assert edge.proxy.requests("BYE")
+    assert len(received(pbx, "BYE")) == 1
 
 
 @needs_sipp
+@both_edges
 def test_pbx_hangs_up_through_the_edge(edge: Edge) -> None:
     pbx = edge.pbx("uas_bye")
     carrier = edge.carrier("uac_recv_bye")
     edge.both(carrier, pbx)
+    assert edge.proxy.requests("BYE")
     assert len(received(carrier, "BYE")) == 1
 
 
 @needs_sipp
+@both_edges
 def test_reinvite_from_the_carrier_through_the_edge(edge: Edge) -> None:
     pbx = edge.pbx("uas_reinvite_recv")
     carrier = edge.carrier("uac_reinvite")
     edge.both(carrier, pbx)
     assert len(received(pbx, "INVITE")) == 2
+    assert len(edge.proxy.requests("INVITE")) >= 2  # the re-INVITE crossed it too
+    assert edge.proxy.requests("UPDATE") and edge.proxy.requests("INFO")
+
+
+@needs_sipp
+@both_edges
+def test_reinvite_from_the_pbx_through_the_edge(edge: Edge) -> None:
+    pbx = edge.pbx("uas_reinvite_send")
+    carrier = edge.carrier("uac_reinvite_recv")
+    edge.both(carrier, pbx)
+    assert len(received(carrier, "INVITE")) == 1  # the re-INVITE
+    assert len(edge.proxy.requests("INVITE")) >= 2
+    assert edge.proxy.requests("UPDATE") and edge.proxy.requests("INFO")
 
 
 # ------------------------------------------------------- linphonec, a PBX that registers

@@ -1,8 +1,9 @@
 """Real third-party SIP software for interoperability tests, from Debian's packages: Kamailio
-as a carrier's edge proxy, baresip as a phone, linphonec as a PBX that registers, and a tone
-detector for the audio baresip records. Each runs in a folder of the test's (its config and
-logs stay there for the failure report), on its own loopback address, and is stopped by the
-PID it was started with: SIGTERM, then SIGKILL to its own process group after a timeout.
+as an edge proxy (a carrier's or a PBX's), baresip as a phone, linphonec as a PBX that
+registers, and a tone detector for the audio baresip records. Each runs in a folder of the
+test's (its config and logs stay there for the failure report), on its own loopback address,
+and is stopped by the PID it was started with: SIGTERM, then SIGKILL to its own process group
+after a timeout.
 
     proxy = Kamailio(tmp_path / "edge", "127.0.4.1", routes={"127.0.4.2": "127.0.0.1:5070",
                                                              "127.0.0.1": "127.0.4.2:5060"})
@@ -214,7 +215,8 @@ _KAMAILIO_ROUTE = """    if ($si == "{source}") {{
 
 
 class Kamailio(_Process):
-    """Kamailio 5.6 as a carrier's edge proxy on ``ip:port`` (UDP).
+    """Kamailio 5.6 as an edge proxy on ``ip:port`` (UDP): a carrier's in front of its
+    network, or a PBX's in front of the PBX, by the ``routes`` it is given.
 
     ``routes`` maps the source address of an initial request to its next hop ``"ip:port"``:
     the proxy record-routes it (``record_route()``) and rewrites the Request-URI's host and

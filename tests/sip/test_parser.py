@@ -628,6 +628,26 @@ def test_empty_option_and_capability_lists_are_no_values(name: str) -> None:
     assert bytes(msg).count(f"\r\n{name}:\r\n".encode()) == 1
 
 
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('Require: ,c]@{"?\t{*b=[!>', "Bad Require"),  # found by tests/fuzz: it escaped
+        ('Supported: ~("\t\x00,c%;^&+', "Bad Supported"),  # an INVITE transaction leaked
+        ("Supported: timer,,100rel", "Bad Supported"),
+        ('Allow: INVITE, "ACK', "Bad Allow"),
+        ('P-Asserted-Identity: "a, <sip:a@b>', "Bad P-Asserted-Identity"),
+        ("Proxy-Require: ,", "Bad Proxy-Require"),
+    ],
+)
+def test_list_headers_the_node_reads_must_split(line: str, reason: str) -> None:
+    # Refused on admission (400) rather than raising ParseError once the INVITE's server
+    # transaction exists: the node's fuzzing found one escaping and one leaving a transaction
+    # that nothing ever answered.
+    msg = parse(request(line, start="INVITE sip:bob@example.com SIP/2.0"))
+    assert isinstance(msg, Request)
+    assert check_request(msg) == (400, reason, [])
+
+
 def test_empty_lines_among_list_lines_add_nothing() -> None:
     msg = parse(request("Accept: application/sdp", "Accept:", "Accept: text/plain;q=0.5"))
     assert msg.values("accept") == ["application/sdp", "text/plain;q=0.5"]

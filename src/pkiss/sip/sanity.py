@@ -2,7 +2,8 @@
 
 ``check_request`` returns the error response's status, reason and extra headers for a request
 that parses but cannot be processed (RFC 4475 §3.3: missing or repeated mandatory headers,
-unsupported URI scheme, unsupported required extensions); None when the request is sane.
+unsupported URI scheme, a list header the node reads that does not split, unsupported required
+extensions); None when the request is sane.
 ``salvage_response`` builds the 400 for bytes that did not parse at all, from whatever
 Via/From/To/Call-ID/CSeq lines it can find (RFC 3261 §8.2: a response needs them).
 """
@@ -22,6 +23,10 @@ Verdict = tuple[int, str, list[Header]]
 SUPPORTED_OPTIONS = frozenset({"100rel", "timer"})
 _SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+# The list headers the node reads after admission: a value that does not split (unbalanced
+# quotes, an empty element) is refused here, before a transaction exists, rather than failing
+# halfway through the transaction user and leaving an INVITE transaction no one answers.
+_LISTS = ("require", "proxy-require", "supported", "allow", "privacy", "p-asserted-identity")
 
 
 def check_request(request: Request) -> Verdict | None:
@@ -34,6 +39,11 @@ def check_request(request: Request) -> Verdict | None:
             return 400, f"Duplicate {name}", []
     if isinstance(request.uri, AbsoluteURI):
         return 416, reason_phrase(416), []
+    for name in _LISTS:
+        try:
+            request.values(name)
+        except ParseError:
+            return 400, f"Bad {canonical_name(name)}", []
     if request.method not in ("ACK", "CANCEL"):
         required = [v.lower() for v in request.values("require")]
         unknown = [r for r in required if r not in SUPPORTED_OPTIONS]

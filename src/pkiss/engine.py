@@ -1,8 +1,9 @@
 """The asyncio driver: feeds what the listeners receive to admission and the sans-I/O core,
 sends what the core returns, and keeps exactly one timer armed at the core's next deadline.
 
-Per message: ``Admission.screen`` before parsing (bans, strangers), the size guard and the
-parser (bytes that do not parse get their 400 when they can be addressed), then
+Per message: ``Admission.screen`` before parsing (bans, strangers), overload control (while
+the loop lags, a new INVITE gets 503 from its raw bytes: ``security/overload.py``), the size
+guard and the parser (bytes that do not parse get their 400 when they can be addressed), then
 ``Admission.admit``: the one verdict, which attributes the peer once and refuses from one
 place; what passes goes to the transaction-user layer with its peer.
 """
@@ -14,6 +15,7 @@ import logging
 
 from .core import TransactionUser
 from .security.admission import Admission, Pass, Reject
+from .security.overload import Overload, is_refusal_ack
 from .sip.errors import ParseError
 from .sip.ids import new_tag
 from .sip.message import Message, Request, make_response, stamp_received
@@ -37,8 +39,10 @@ class Engine:
         core: TransactionUser,
         max_message_bytes: int,
         server_header: str | None = None,
+        overload: Overload | None = None,
     ) -> None:
         self.listeners = listeners
+        self.overload = overload if overload is not None else Overload()
         self.admission = admission
         self.core = core
         self.max_message_bytes = max_message_bytes
@@ -46,16 +50,20 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._ticker: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.listeners.start(self.on_datagram, self.on_stream_message)
+        self._tick(self._loop.time())
         # the owners' first deadlines (probes, REGISTERs): no packet may ever come
         self.drive(self.core.start(self.now()))
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._ticker is not None:
+            self._ticker.cancel()
         self.listeners.close()
 
     def now(self) -> float:
@@ -74,6 +82,13 @@ class Engine:
             return
         if len(data) <= 4 and not data.strip():
             return  # keep-alive (RFC 5626 §4.4.1 CRLF ping)
+        if self.overload.active:
+            if is_refusal_ack(data):
+                return
+            refusal = self.overload.refuse(data)
+            if refusal is not None:
+                self.listeners.send(refusal, source)
+                return
         try:
             message = parse_datagram(data, self.max_message_bytes)
         except ParseError as exc:
@@ -92,6 +107,12 @@ class Engine:
             return
         if isinstance(item, ParseError):
             log.info("malformed message from %s: %s", source, item.reason)
+            return
+        if self.overload.active and isinstance(item, Request) and _new_invite(item):
+            overload = self.overload
+            overload.turned_away += 1
+            retry = [("Retry-After", str(overload.retry_after))]
+            self.transmit([Send(make_response(item, 503, to_tag=new_tag(), headers=retry), source)])
             return
         self._admit(item, source, known, now)
 
@@ -130,6 +151,24 @@ class Engine:
         name = b"User-Agent" if isinstance(message, Request) else b"Server"
         return data.replace(b"\r\n", b"\r\n" + name + b": " + identity + b"\r\n", 1)
 
+    # ----------------------------------------------------------------------------- overload
+    def _tick(self, due: float) -> None:
+        """The loop's lag, measured by how late this runs (``security/overload.py``)."""
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        overload = self.overload
+        was = overload.active
+        if overload.tick(now - due) != was:
+            if was:
+                log.warning("overload over (loop lag %.0f ms): new calls accepted again, "
+                            "%d turned away so far", overload.lag * 1000,
+                            overload.turned_away)  # fmt: skip
+            else:
+                log.warning("overloaded (loop lag %.0f ms): new calls get 503 until it "
+                            "eases", overload.lag * 1000)  # fmt: skip
+        self._ticker = loop.call_at(now + overload.interval, self._tick, now + overload.interval)
+
     # -------------------------------------------------------------------------------- timer
     def _arm(self) -> None:
         deadline = self.core.next_deadline()
@@ -147,3 +186,10 @@ class Engine:
         self._timer = None
         self._timer_at = None
         self.drive(self.core.handle_timer(self.now()))
+
+
+def _new_invite(message: Request) -> bool:
+    if message.method != "INVITE":
+        return False
+    to = message.to
+    return to is None or not to.tag

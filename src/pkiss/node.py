@@ -65,7 +65,9 @@ class Node:
         self.security.reconfigure(config.security)
         self.admission.reconfigure(config.peers, config.security)
         self.connections.reconfigure(config)
-        self.calls.reconfigure(Router(config.peers, config.routes), config.peers)
+        self.calls.reconfigure(Router(config.peers, config.routes), config.peers,
+                               config.limits.calls)  # fmt: skip
+        self.core.max_transactions = config.limits.transactions
         self.calls.anchoring.mode = config.media.mode
         self.registrar.reconfigure(config.peers)
         self.monitor.rebuild(config.peers, now)

@@ -71,6 +71,13 @@ class _NodeCollector:
         for reason in REASONS:
             closed.add_metric([reason], gate.closed.get(reason, 0))
         yield closed
+        overload = node.engine.overload
+        yield GaugeMetricFamily("pkiss_overloaded", "1 while the node turns new calls away "
+                                "(its event loop lags)", value=int(overload.active))  # fmt: skip
+        yield GaugeMetricFamily("pkiss_loop_lag_seconds", "The event loop's lag, smoothed",
+                                value=overload.lag)  # fmt: skip
+        yield CounterMetricFamily("pkiss_overload_refused", "New INVITEs answered 503 while "
+                                  "overloaded", value=overload.turned_away)  # fmt: skip
         relay = node.relay
         if relay is not None:
             yield GaugeMetricFamily("pkiss_media_calls", "Calls whose media the relay anchors",

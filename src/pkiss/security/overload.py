@@ -33,27 +33,31 @@ class Overload:
     """The node's load, as the lag of its event loop (seconds), and the verdict on it."""
 
     def __init__(self, high: float = 0.05, low: float = 0.015, interval: float = 0.02,
-                 smoothing: float = 0.3, retry_after: int = 2) -> None:  # fmt: skip
+                 ticks: int = 3, retry_after: int = 2) -> None:  # fmt: skip
         if not 0 < low < high:
             raise ValueError("overload thresholds: 0 < low < high")
         self.high = high
         self.low = low
         self.interval = interval
-        self.smoothing = smoothing
+        self.ticks = ticks  # late (or calm) ticks in a row that change the verdict
         self.retry_after = retry_after
-        self.lag = 0.0
+        self.lag = 0.0  # smoothed, for the metrics
         self.active = False
         self.turned_away = 0  # new INVITEs answered 503 while overloaded
         self.episodes = 0  # times the node became overloaded
+        self._streak = 0
 
     def tick(self, lateness: float) -> bool:
-        """A tick ran ``lateness`` seconds after it was due: the verdict, updated."""
-        self.lag += self.smoothing * (max(lateness, 0.0) - self.lag)
-        if not self.active and self.lag > self.high:
-            self.active = True
-            self.episodes += 1
-        elif self.active and self.lag < self.low:
-            self.active = False
+        """A tick ran ``lateness`` seconds after it was due: the verdict, updated. One stall
+        (a reload, a collection) makes one late tick; overload makes every tick late."""
+        lateness = max(lateness, 0.0)
+        self.lag += 0.3 * (lateness - self.lag)
+        changes = lateness < self.low if self.active else lateness > self.high
+        self._streak = self._streak + 1 if changes else 0
+        if self._streak >= self.ticks:
+            self._streak = 0
+            self.active = not self.active
+            self.episodes += self.active
         return self.active
 
     def refuse(self, data: bytes) -> bytes | None:

@@ -139,3 +139,14 @@ def test_a_rtcp_follows_the_port_it_named() -> None:
     assert rewritten("a=rtcp-mux", "a=rtcp:6000") == "20000 IN IP4 203.0.113.5"
     assert rewritten("a=rtcp:6000") == "20001 IN IP4 203.0.113.5"
     assert rewritten("a=rtcp-mux") is None  # none made up
+
+
+@pytest.mark.parametrize("text", ["4\u00b2", "\u0664\u0660\u0660", "9" * 5000])
+def test_a_port_of_other_digits_is_an_sdp_error(text: str) -> None:
+    # str.isdigit() took them and int() raised ValueError out of the call (found by fuzzing
+    # the receive path: a superscript digit in an INVITE's m= line)
+    port = text.encode()
+    with pytest.raises(SdpError):
+        parse_sdp(b"v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio " + port + b" RTP/AVP 0\r\n")
+    session = parse_sdp(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\na=rtcp:" + port + b"\r\n")
+    assert session.media[0].rtcp() is None

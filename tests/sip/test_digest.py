@@ -81,3 +81,23 @@ def test_nonces_are_ours_and_expire() -> None:
     assert nonces.check(nonce.replace(".", ".0"), 1100.0) == "invalid"
     assert nonces.check("garbage", 1100.0) == "invalid"
     assert Nonces(b"x" * 32).check(nonce, 1100.0) == "invalid", "another secret: not ours"
+
+
+def test_credentials_with_non_ascii_characters_are_refused_not_raised() -> None:
+    # hmac.compare_digest raises TypeError on str holding non-ASCII characters: a REGISTER
+    # whose response or nonce held one escaped the registrar (found by fuzzing the receive path)
+    from pkiss.sip.digest import Nonces
+
+    ch = parse_challenge(challenge("example.com", "abc"))
+    creds = parse_credentials(authorization(ch, "u", "pw", "REGISTER", "sip:example.com", "c1"))
+    assert verify(creds, "pw", "REGISTER")
+    bad = parse_credentials(
+        authorization(ch, "u", "pw", "REGISTER", "sip:example.com", "c1").replace(
+            'response="', 'response="\xe9'
+        )
+    )
+    assert not verify(bad, "pw", "REGISTER")
+    nonces = Nonces(b"k" * 32)
+    nonce = nonces.issue(10.0)
+    assert nonces.check(nonce, 11.0) == "valid"
+    assert nonces.check(nonce[:-1] + "\xe9", 11.0) == "invalid"

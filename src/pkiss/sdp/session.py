@@ -50,7 +50,12 @@ refer a stream by, as ``a=mid``, not a name of the sender.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+# ASCII digits, at most five: str.isdigit() takes "²" and thousands of digits, which int()
+# refuses with ValueError (found by fuzzing the receive path)
+_PORT = re.compile(r"[0-9]{1,5}\Z")
 
 __all__ = ["Media", "SdpError", "Session", "parse_sdp"]
 
@@ -113,7 +118,7 @@ class Media:
         if not value:
             return None
         parts = value.split()
-        if not parts[0].isdigit() or int(parts[0]) > 65535:
+        if not _PORT.match(parts[0]) or int(parts[0]) > 65535:
             return None
         address = parts[3].split("/")[0] if len(parts) == 4 and parts[1] == "IN" else None
         return int(parts[0]), address
@@ -225,7 +230,7 @@ def parse_sdp(body: bytes) -> Session:
             if len(parts) < 3:
                 raise SdpError(f"bad m= line: {value!r}")
             port_text, _, count = parts[1].partition("/")
-            if not port_text.isdigit() or int(port_text) > 65535:
+            if not _PORT.match(port_text) or int(port_text) > 65535:
                 raise SdpError(f"bad port in m= line: {value!r}")
             media.append(Media(parts[0], int(port_text), f"/{count}" if count else "",
                                parts[2], parts[3] if len(parts) > 3 else ""))  # fmt: skip

@@ -164,7 +164,13 @@ def verify(creds: Credentials, password: str, method: str) -> bool:
                             creds.uri, creds.nonce, creds.qop, creds.nc, creds.cnonce)  # fmt: skip
     except ParseError:
         return False
-    return hmac.compare_digest(expected, creds.response)
+    return _same(expected, creds.response)
+
+
+def _same(ours: str, theirs: str) -> bool:
+    """Constant-time equality; ``hmac.compare_digest`` raises TypeError on str with non-ASCII
+    characters, which a peer's credentials may hold (found by fuzzing the receive path)."""
+    return hmac.compare_digest(ours.encode(), theirs.encode("utf-8", "surrogateescape"))
 
 
 class Nonces:
@@ -186,7 +192,7 @@ class Nonces:
         """``"valid"``, ``"stale"`` (ours but too old: challenge again with stale=true) or
         ``"invalid"``."""
         stamp, dot, mac = nonce.partition(".")
-        if not dot or not hmac.compare_digest(mac, self._mac(stamp)):
+        if not dot or not _same(mac, self._mac(stamp)):
             return "invalid"
         try:
             issued = int(stamp, 16) / 1000

@@ -108,9 +108,13 @@ class Engine:
         if isinstance(item, ParseError):
             log.info("malformed message from %s: %s", source, item.reason)
             return
-        if self.overload.active and isinstance(item, Request) and _new_invite(item):
-            overload = self.overload
-            overload.turned_away += 1
+        overload = self.overload
+        if (
+            overload.active
+            and isinstance(item, Request)
+            and _new_invite(item)
+            and (not overload.admit())
+        ):
             retry = [("Retry-After", str(overload.retry_after))]
             self.transmit([Send(make_response(item, 503, to_tag=new_tag(), headers=retry), source)])
             return
@@ -159,14 +163,15 @@ class Engine:
         now = loop.time()
         overload = self.overload
         was = overload.active
-        if overload.tick(now - due) != was:
+        if overload.tick(now - due, self.listeners.backlog()) != was:
             if was:
                 log.warning("overload over (loop lag %.0f ms): new calls accepted again, "
                             "%d turned away so far", overload.lag * 1000,
                             overload.turned_away)  # fmt: skip
             else:
-                log.warning("overloaded (loop lag %.0f ms): new calls get 503 until it "
-                            "eases", overload.lag * 1000)  # fmt: skip
+                log.warning("overloaded (loop lag %.0f ms, receive queue %.0f %% full): new "
+                            "calls get 503 until it eases", overload.lag * 1000,
+                            overload.backlog * 100)  # fmt: skip
         self._ticker = loop.call_at(now + overload.interval, self._tick, now + overload.interval)
 
     # -------------------------------------------------------------------------------- timer

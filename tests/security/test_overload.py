@@ -20,14 +20,17 @@ INVITE = (
 )
 
 
-def test_the_verdict_follows_the_lag_with_hysteresis() -> None:
+def test_late_ticks_in_a_row_make_overload_and_calm_ones_end_it() -> None:
     overload = Overload(high=0.05, low=0.01, ticks=3)
     assert not any(overload.tick(0.08) for _ in range(2))
-    assert overload.tick(0.08) and overload.episodes == 1
-    assert all(overload.tick(0.03) for _ in range(5)), "between the thresholds it stays"
-    assert overload.tick(0.005) and overload.tick(0.005)
-    assert not overload.tick(0.005)
-    assert not any(overload.tick(0.03) for _ in range(5)), "and stays fine below high"
+    assert overload.tick(0.08) and overload.episodes == 1 and overload.share == 0.8
+    overload.tick(0.08)
+    assert overload.share < 0.8, "still over: fewer new calls"
+    assert overload.tick(0.03) and overload.share < 0.8, "between the thresholds: as it is"
+    ticks = 0
+    while overload.tick(0.005):
+        ticks += 1
+    assert 5 < ticks < 20 and overload.share == 1.0, "calm ticks bring it back step by step"
 
 
 def test_one_stall_is_not_overload() -> None:
@@ -35,6 +38,15 @@ def test_one_stall_is_not_overload() -> None:
     for _ in range(10):  # a 300 ms stall (a reload) among ticks on time
         assert not overload.tick(0.3)
         assert not overload.tick(0.0)
+
+
+def test_the_share_admitted_is_spread_evenly() -> None:
+    overload = Overload(ticks=1)
+    overload.tick(1.0)
+    overload.share = 0.25
+    admitted = [overload.admit() for _ in range(100)]
+    assert sum(admitted) == 25 and overload.turned_away == 75
+    assert all(sum(admitted[i : i + 4]) == 1 for i in range(0, 100, 4))
 
 
 def test_a_new_invite_gets_a_503_that_parses_and_its_ack_is_recognised() -> None:
@@ -74,4 +86,12 @@ def test_only_an_overloaded_node_refuses() -> None:
     overload = Overload(ticks=1)
     assert overload.refuse(INVITE) is None
     overload.tick(1.0)
+    overload.share = 0.05
     assert overload.refuse(INVITE) is not None and overload.turned_away == 1
+
+
+def test_a_receive_queue_filling_up_is_overload_even_on_time() -> None:
+    overload = Overload(ticks=2, backlog_high=0.2, backlog_low=0.02)
+    assert not overload.tick(0.0, 0.5)
+    assert overload.tick(0.0, 0.5), "datagrams pile up while the loop keeps its ticks"
+    assert overload.tick(0.0, 0.01), "one calm tick is not enough"

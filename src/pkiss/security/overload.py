@@ -2,12 +2,15 @@
 so that the calls in progress (their ACKs, BYEs, re-INVITEs, and every response) keep the
 processor.
 
-Falling behind is measured as the event loop's lag: a tick is scheduled every ``interval``
-seconds and its lateness (the work queued ahead of it: datagrams waiting, timers due) is
-smoothed. Over ``high`` the node is overloaded until the lag is back under ``low``
-(hysteresis, so that it does not flap at every tick).
+Falling behind is measured at a tick scheduled every ``interval`` seconds, two ways: how late
+the tick runs (the event loop's lag: work queued ahead of it), and how full the SIP UDP
+sockets' receive queues are (datagrams the node has not read yet: the loop reads a few per
+turn, so a queue can grow while the loop looks on time). ``ticks`` ticks in a row over
+``high`` (lag) or ``backlog_high`` (queue) make the node overloaded, ``ticks`` ticks in a row
+under ``low`` and ``backlog_low`` make it fine again (hysteresis, so that it does not flap,
+and one stall, a reload or a collection, is no overload).
 
-While overloaded, a new INVITE (no To tag) gets ``503 Service Unavailable`` with
+While overloaded, a new INVITE (no To tag) not admitted gets ``503 Service Unavailable`` with
 ``Retry-After`` built from its raw bytes, without parsing it, without a transaction or a call
 (RFC 3261 §21.5.4: the client tries again later or elsewhere), and the ACK of that 503 is
 recognised by its To tag and dropped the same way. Everything else is handled as usual. What
@@ -30,44 +33,73 @@ _TO = re.compile(rb"(?im)^(?:to|t)[ \t]*:([^\r\n]*)")
 
 
 class Overload:
-    """The node's load, as the lag of its event loop (seconds), and the verdict on it."""
+    """The node's load (the event loop's lag, the receive queues' fill) and what share of new
+    calls it admits."""
 
     def __init__(self, high: float = 0.05, low: float = 0.015, interval: float = 0.02,
-                 ticks: int = 3, retry_after: int = 2) -> None:  # fmt: skip
-        if not 0 < low < high:
+                 ticks: int = 3, retry_after: int = 2, backlog_high: float = 0.1,
+                 backlog_low: float = 0.02) -> None:  # fmt: skip
+        if not (0 < low < high and 0 < backlog_low < backlog_high):
             raise ValueError("overload thresholds: 0 < low < high")
         self.high = high
         self.low = low
+        self.backlog_high = backlog_high
+        self.backlog_low = backlog_low
         self.interval = interval
-        self.ticks = ticks  # late (or calm) ticks in a row that change the verdict
+        self.ticks = ticks  # late ticks in a row that make the node overloaded
         self.retry_after = retry_after
         self.lag = 0.0  # smoothed, for the metrics
+        self.backlog = 0.0
         self.active = False
+        self.share = 1.0  # of new calls admitted while overloaded
         self.turned_away = 0  # new INVITEs answered 503 while overloaded
         self.episodes = 0  # times the node became overloaded
         self._streak = 0
+        self._credit = 0.0
 
-    def tick(self, lateness: float) -> bool:
-        """A tick ran ``lateness`` seconds after it was due: the verdict, updated. One stall
-        (a reload, a collection) makes one late tick; overload makes every tick late."""
+    def tick(self, lateness: float, backlog: float = 0.0) -> bool:
+        """A tick ran ``lateness`` seconds after it was due, the receive queues ``backlog``
+        full (0 to 1): the verdict, updated. Overloaded, the share of new calls admitted
+        goes down by 15 % at each tick still over the thresholds and back up by 2 points at
+        each calm one (additive increase, multiplicative decrease: it settles where the node
+        keeps up); back to all of them, the overload is over."""
         lateness = max(lateness, 0.0)
         self.lag += 0.3 * (lateness - self.lag)
-        changes = lateness < self.low if self.active else lateness > self.high
-        self._streak = self._streak + 1 if changes else 0
-        if self._streak >= self.ticks:
-            self._streak = 0
-            self.active = not self.active
-            self.episodes += self.active
+        self.backlog = backlog
+        over = lateness > self.high or backlog > self.backlog_high
+        if not self.active:
+            self._streak = self._streak + 1 if over else 0
+            if self._streak >= self.ticks:
+                self._streak = 0
+                self.active = True
+                self.share = 0.8
+                self.episodes += 1
+        elif over:
+            self.share = max(0.05, self.share * 0.85)
+        elif lateness < self.low and backlog < self.backlog_low:
+            self.share = min(1.0, self.share + 0.02)
+            self.active = self.share < 1.0
         return self.active
 
+    def admit(self) -> bool:
+        """Whether a new call is admitted now (its share, spread evenly); counts refusals."""
+        if not self.active:
+            return True
+        self._credit += self.share
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return True
+        self.turned_away += 1
+        return False
+
     def refuse(self, data: bytes) -> bytes | None:
-        """While overloaded: the 503 for a new INVITE (None for anything else, or when the
-        node is not overloaded)."""
+        """While overloaded: the 503 for a new INVITE that is not admitted (None for anything
+        else, or when the node is not overloaded)."""
         if not self.active:
             return None
         response = turn_away(data, self.retry_after)
-        if response is not None:
-            self.turned_away += 1
+        if response is None or self.admit():
+            return None
         return response
 
 

@@ -86,6 +86,11 @@ class Listeners:
         self.sbc = sbc
         self._local_cache.clear()
 
+    def backlog(self) -> float:
+        """The fullest UDP receive queue (0 to 1): how far behind the node is."""
+        return max((t.backlog() for t in self.transports.values()
+                    if isinstance(t, UdpTransport)), default=0.0)  # fmt: skip
+
     def send(self, data: bytes, dest: Addr) -> None:
         transport = self.transports.get((dest.transport, 6 if ":" in dest.host else 4))
         if transport is None:

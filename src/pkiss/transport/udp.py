@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Callable
 
 from ..sip.transaction import Addr
@@ -12,6 +13,8 @@ from ..sip.transaction import Addr
 __all__ = ["UdpTransport"]
 
 log = logging.getLogger("pkiss.transport")
+
+_SO_MEMINFO = 55  # Linux: sk_meminfo, [0] bytes in the receive queue, [1] its size
 
 DatagramSink = Callable[[bytes, Addr], None]
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
@@ -55,6 +58,18 @@ class UdpTransport:
             except OSError:  # pragma: no cover - a platform that refuses: keep its default
                 pass
         self.port = int(transport.get_extra_info("sockname")[1])
+
+    def backlog(self) -> float:
+        """How full the socket's receive queue is (0 to 1): datagrams the node has not read
+        yet (Linux ``SO_MEMINFO``; 0 where the platform does not tell)."""
+        if self._transport is None:
+            return 0.0
+        sock = self._transport.get_extra_info("socket")
+        try:
+            info = struct.unpack("9I", sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 36))
+        except (OSError, struct.error):
+            return 0.0
+        return info[0] / info[1] if info[1] else 0.0
 
     def send(self, data: bytes, dest: Addr) -> None:
         if self._transport is not None:

@@ -130,6 +130,9 @@ class Engine:
             except ParseError as exc:  # a header the core needed turned out malformed
                 log.info("malformed message from %s: %s", source, exc.reason)
                 return
+            except Exception:  # a defect must cost one message, never the node
+                log.exception("internal error on a message from %s (dropped)", source)
+                return
             self.drive(sends)
         elif isinstance(verdict, Reject) and isinstance(message, Request):
             log.info("refusing %s from %s: %d %s", message.method, source, verdict.status,
@@ -190,7 +193,12 @@ class Engine:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.drive(self.core.handle_timer(self.now()))
+        try:
+            sends = self.core.handle_timer(self.now())
+        except Exception:  # the timer must stay armed whatever one deadline does
+            log.exception("internal error on a timer")
+            sends = []
+        self.drive(sends)
 
 
 def _new_invite(message: Request) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from peers import (
+    CONFIG,
     OPERATOR,
     PBX1,
     PBX2,
@@ -227,3 +228,17 @@ peers:
   operator: {role: carrier, hosts: [127.0.0.2:5060], health: false}
   pbx: {role: pbx, hosts: [127.0.0.3:5060], dids: ["+331*"], health: false, answer_timeout: 30}
 """
+
+
+def test_a_number_that_is_not_a_uri_user_is_escaped_in_what_the_node_sends() -> None:
+    bench = Bench()
+    out = bench.feed(invite(called="+331%23"), OPERATOR)  # +331#: # is escaped in a URI
+    (b_invite,) = requests(out, PBX1, "INVITE")
+    assert b_invite.uri_text.startswith("sip:+331%23@")
+    assert "+331%23@" in (b_invite.header("to") or "")
+
+
+def test_a_called_number_of_thousands_of_digits_gets_an_answer_not_an_exception() -> None:
+    bench = Bench(CONFIG.replace('dids: ["+331*"]', 'dids: ["+331*", "+33200-+33299"]'))
+    out = bench.feed(invite(called="+" + "9" * 5000), OPERATOR)
+    assert [r.status for r in responses(out, OPERATOR) if r.status >= 200] == [404]

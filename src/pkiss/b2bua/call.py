@@ -42,6 +42,8 @@ class Call:
     media: bool = False  # media anchored (relayed by the node)
     b_offer: bytes | None = None  # the caller's SDP offer rewritten for the B-leg
     transfer: Transfer | None = None  # a REFER carried out by the node (transfer.py)
+    # re-INVITEs relayed and not answered yet: client transaction -> the leg it went to
+    reinvites: dict[str, Leg] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:

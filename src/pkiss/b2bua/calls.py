@@ -423,6 +423,8 @@ class Calls:
         if relay is not None:
             key = out.request(relay.sent, other.next_address(), self, now)
             self.clients[key] = _Client("relay", call, relay)
+            if relay.sent.method == "INVITE":
+                call.reinvites[key] = other
 
     def _do_relay_ack(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
         assert isinstance(event, Acked)
@@ -432,6 +434,13 @@ class Calls:
         """The one place every call ends: dialogs, limits, media, its record."""
         call.ended_at = now
         call.end_reason = end_reason(event)
+        for key, to_leg in call.reinvites.items():  # a re-INVITE still ringing ends too
+            cancel = out.make_cancel(key)
+            if cancel is not None:
+                self.clients[out.request(cancel, to_leg.next_address(), self, now)] = _Client(
+                    "cancel", call
+                )
+        call.reinvites.clear()
         for leg in (call.a, call.b):
             if leg is not None:
                 self.dialogs.pop((leg.call_id, leg.local_tag), None)
@@ -449,8 +458,9 @@ class Calls:
 
     # ------------------------------------------------------------------ helpers
     def _body(self, call: Call, leg: Leg, message: Message, now: float, kind: str) -> bytes:
-        """The body of ``message`` from ``leg`` for the other leg: anchored when relayed."""
-        if not call.media:
+        """The body of ``message`` from ``leg`` for the other leg: anchored when relayed (not
+        once the call ended: a late answer must not set up media again)."""
+        if not call.media or call.ended:
             return message.body
         return self.anchoring.body(call.a.local_tag, leg, call.other(leg), message, now, kind)
 
@@ -595,6 +605,7 @@ class Calls:
             if not call.ended:
                 self._body(call, leg, response, now, "answer")  # the relay's view of it
         elif client.purpose == "relay" and client.relay is not None and response.status >= 200:
+            client.call.reinvites.pop(key, None)
             self._relayed_response(client.call, client.relay, response, now, out)
         elif client.purpose == "refresh" and client.leg is not None and status >= 200:
             self._refresh_response(client.call, client.leg, response, now, out)
@@ -681,6 +692,7 @@ class Calls:
             if call.b is not None and key == call.b.key:
                 self._feed(call, NoAnswer(), now, out)
         elif client.purpose == "relay" and client.relay is not None:
+            call.reinvites.pop(key, None)
             relay_timed_out(client.relay, now, out)
             if not call.ended:
                 self._feed(call, HungUp("in-dialog request timed out"), now, out)

@@ -20,7 +20,7 @@ from ..sip.headers import NameAddr, parse_name_addr
 from ..sip.ids import new_call_id, new_tag
 from ..sip.message import Header, Request, Response
 from ..sip.transaction import Addr
-from ..sip.uri import SipURI, TelURI, format_host
+from ..sip.uri import SipURI, TelURI, escape_user, format_host, unescape
 from ..transport.listeners import LocalAddress
 from .events import Answered, CallEvent, Failed, FailedOver, Ringing, Trying
 from .headers_policy import ALLOW, REQUEST_HEADERS, copy_allowed, with_extra
@@ -191,7 +191,7 @@ def build_attempt(
     domain = (peer.domain if peer is not None else None) or format_host(target.addr.host)
     port = "" if peer is not None and peer.domain else f":{target.addr.port}"
     transport = "" if target.addr.transport == "udp" else f";transport={target.addr.transport}"
-    called = rewrite(outbound, number) if number else "anonymous"
+    called = escape_user(rewrite(outbound, number)) if number else "anonymous"
     ruri = target.uri or f"sip:{called}@{domain}{port}{transport}"
     b = UacLeg(target.peer, local_party=_party(display, from_uri),
                remote_party=f"<sip:{called}@{domain}>", remote_target=ruri, dest=target.addr,
@@ -230,7 +230,7 @@ def _identity(value: NameAddr, host: str, renumber: Callable[[str], str]) -> tup
         return value.display, f"tel:{renumber(uri.number)}"
     user = uri.user if isinstance(uri, SipURI) else None
     if user:
-        user = renumber(user)
+        user = escape_user(renumber(unescape(user)))
     text = f"sip:{user}@{host}" if user else f"sip:{host}"
     return value.display, text
 

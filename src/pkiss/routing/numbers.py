@@ -31,7 +31,11 @@ def parse_did(entry: str) -> tuple[str, str, str]:
 def _digits_key(number: str) -> tuple[str, int] | None:
     head = "+" if number.startswith("+") else ""
     rest = number[len(head) :]
-    return (head, int(rest)) if rest.isdigit() else None
+    # ASCII digits only, and no longer than a number can be (E.164: 15 digits; room for
+    # national prefixes and extensions): int() of thousands of digits is refused or slow
+    if len(rest) > 32 or not (rest.isascii() and rest.isdigit()):
+        return None
+    return head, int(rest)
 
 
 class DidTable:

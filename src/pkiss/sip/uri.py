@@ -19,6 +19,7 @@ __all__ = [
     "AbsoluteURI",
     "SipURI",
     "TelURI",
+    "escape_user",
     "format_host",
     "parse_uri",
     "unescape",
@@ -60,6 +61,20 @@ def unescape(text: str) -> str:
     if "%" not in text:
         return text
     return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+_USER_SAFE = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()&=+$,/"
+)
+
+
+def escape_user(text: str) -> str:
+    """``text`` (a number, unescaped) as the user part of a URI the node writes: what is not
+    unreserved or user-unreserved is %HH-escaped, ``;`` and ``?`` too (RFC 3261 §19.1.2 allows
+    them, but a number holding them would read as parameters or headers elsewhere)."""
+    if all(c in _USER_SAFE for c in text):
+        return text
+    return "".join(c if c in _USER_SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
 
 
 def format_host(host: str) -> str:

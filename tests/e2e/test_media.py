@@ -221,3 +221,33 @@ def test_sip_i_multipart_keeps_its_isup_and_gets_its_sdp_anchored(
     assert "c=IN IP4 127.0.0.1" in sdp_part and "m=audio 42" in sdp_part
     assert "Content-Type: application/ISUP;version=itu-t92+" in isup_part
     assert "IAM-0123456789-called-+33123456789" in isup_part  # byte for byte
+
+
+def test_an_exhausted_port_range_refuses_new_calls_and_keeps_those_in_progress(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss]
+) -> None:
+    """Two port pairs per call (one toward each side): a range of 8 ports holds 2 calls. A
+    third gets 503 at once; the two in progress go on and end normally; their ports serve the
+    next call."""
+    config, sbc_port, op_port, pbx_port = relayed_config()
+    config["media"]["ports"] = "42100-42107"
+    sbc = sbc_factory(config)
+    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=None,
+                       timeout=30).start()  # fmt: skip
+    held = sipp_factory("uac_basic", local_ip=OPERATOR, local_port=op_port,
+                        remote=("127.0.0.1", sbc_port), service="+33123456789", calls=2,
+                        rate=10, pause_ms=4000, timeout=20).start()  # fmt: skip
+    time.sleep(1.5)
+    third = sipp_factory("uac_basic", local_ip=OPERATOR, local_port=free_port(OPERATOR),
+                         remote=("127.0.0.1", sbc_port), service="+33123456789", calls=1,
+                         timeout=10).start()  # fmt: skip
+    third.wait(timeout=15)
+    assert "SIP/2.0 503" in third.messages()
+    assert held.check(timeout=20)["SuccessfulCall(C)"] == 2
+    time.sleep(0.5)
+    again = sipp_factory("uac_basic", local_ip=OPERATOR, local_port=free_port(OPERATOR),
+                         remote=("127.0.0.1", sbc_port), service="+33123456789", calls=1,
+                         timeout=10).start()  # fmt: skip
+    assert again.check(timeout=15)["SuccessfulCall(C)"] == 1
+    pbx.stop()
+    assert status(sbc)["media"]["calls"] == 0

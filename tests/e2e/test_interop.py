@@ -25,7 +25,7 @@ import pytest
 from network import CALLED, CALLER, received, wait_for
 from sbc import Pkiss, basic_config, free_port
 from sipp import SCENARIOS, Sipp, sipp_available
-from thirdparty import Baresip, Kamailio, Linphonec, tone_seconds
+from thirdparty import Baresip, Kamailio, Linphonec, Tcpdump, rtcp_packets, tone_seconds
 
 pytestmark = [pytest.mark.e2e]
 
@@ -89,11 +89,13 @@ def test_tone_seconds_finds_each_tone_where_it_sounds(tmp_path: Path) -> None:
 # -------------------------------------------------------------- baresip -> pkiss -> baresip
 
 
-def _phones(tmp_path: Path, *, uuid: bool = True, srtp: bool = False) -> tuple[Baresip, Baresip]:
+def _phones(
+    tmp_path: Path, *, uuid: bool = True, srtp: bool = False, rtcp_mux: bool = False
+) -> tuple[Baresip, Baresip]:
     caller = Baresip(tmp_path / "caller", CARRIER, user=CALLER, tone=CALLER_TONE, uuid=uuid,
-                     srtp=srtp)  # fmt: skip
+                     srtp=srtp, rtcp_mux=rtcp_mux)  # fmt: skip
     callee = Baresip(tmp_path / "callee", PBX, user=CALLED, tone=CALLEE_TONE, answer="auto",
-                     srtp=srtp)  # fmt: skip
+                     srtp=srtp, rtcp_mux=rtcp_mux)  # fmt: skip
     return caller, callee
 
 
@@ -109,15 +111,24 @@ def _received_sdp(log: str, own: str) -> list[list[str]]:
 
 
 def _call_with_audio(
-    caller: Baresip, callee: Baresip, sbc: Pkiss, sbc_port: int, hangs_up: Baresip
+    caller: Baresip,
+    callee: Baresip,
+    sbc: Pkiss,
+    sbc_port: int,
+    hangs_up: Baresip,
+    *,
+    until: Callable[[], bool] | None = None,
 ) -> None:
     """One call from ``caller`` through the node, answered by ``callee``, ``HOLD`` seconds
     of tones both ways, ended by ``hangs_up``: both phones see it established and closed,
-    each recorded the other's tone and not its own, and the node holds no call after."""
+    each recorded the other's tone and not its own, and the node holds no call after.
+    ``until``: the call lasts until that holds too (for 20 s at most)."""
     caller.dial(f"sip:{CALLED}@127.0.0.1:{sbc_port}")
     caller.wait_event("CALL_ESTABLISHED", timeout=10)
     callee.wait_event("CALL_ESTABLISHED", timeout=10)
     time.sleep(HOLD)
+    if until is not None:
+        wait_for(until, 20)
     media = sbc.cli_json("status")["media"]
     if media["relay"]:  # every packet the phones sent went through, none was ignored
         assert media["packets"] > 0 and media["ignored"] == 0, media
@@ -144,11 +155,15 @@ def _call_with_audio(
         closed = phone.wait_event("CALL_CLOSED", timeout=10)
         assert "error" not in str(closed.get("param", "")).lower(), closed
     other = callee if hangs_up is caller else caller
-    # the BYE was answered with a 200 (baresip's SIP trace shows what it received)
-    assert re.search(r"SIP/2\.0 200 OK\r?\n(?:[^\r\n]+\r?\n)*CSeq: \d+ BYE", hangs_up.log()), (
-        hangs_up.log()[-3000:]
-    )
-    assert re.search(r"\nBYE sip:", other.log()), other.log()[-3000:]
+    # the BYE was answered with a 200 (baresip's SIP trace shows what it received; its
+    # output may reach the file a moment after the event)
+    answered = r"SIP/2\.0 200 OK\r?\n(?:[^\r\n]+\r?\n)*CSeq: \d+ BYE"
+    assert wait_for(lambda: re.search(answered, hangs_up.log()) is not None, 5), hangs_up.log()[
+        -3000:
+    ]
+    assert wait_for(lambda: re.search(r"\nBYE sip:", other.log()) is not None, 5), other.log()[
+        -3000:
+    ]
     heard_by_callee = callee.received_audio()
     heard_by_caller = caller.received_audio()
     assert tone_seconds(heard_by_callee, CALLER_TONE) >= HOLD / 2, heard_by_callee
@@ -186,18 +201,56 @@ def test_baresip_with_an_empty_supported_header_gets_through(
         assert_no_call_left(sbc)
 
 
+RELAY_PORTS = (43000, 43999)
+
+
+def _rtcp_seen(capture: Tcpdump, ports: tuple[int, int]) -> list[bytes]:
+    """The RTCP datagrams of the capture sent to a port within ``ports``."""
+    return [d.payload for d in capture.datagrams()
+            if ports[0] <= d.dst[1] <= ports[1] and rtcp_packets(d.payload)]  # fmt: skip
+
+
+def _sdes_seen(capture: Tcpdump, ports: tuple[int, int]) -> bool:
+    """Whether an RTCP datagram with an SDES packet went to a port within ``ports``."""
+    return any(kind == 202 for payload in _rtcp_seen(capture, ports)
+               for kind, _ in rtcp_packets(payload) or [])  # fmt: skip
+
+
+@pytest.mark.parametrize("rtcp_mux", [False, True], ids=["rtcp-port", "rtcp-mux"])
 def test_baresip_calls_baresip_through_the_builtin_relay(
-    tmp_path: Path, sbc_factory: Callable[..., Pkiss]
+    tmp_path: Path, sbc_factory: Callable[..., Pkiss], rtcp_mux: bool
 ) -> None:
-    caller, callee = _phones(tmp_path)
-    with caller.start(), callee.start():
+    """Besides the call, its audio and its SDP: the RTCP each phone receives names nothing of
+    the other phone. baresip's SDES CNAME is its SIP URI, its address in it (checked in what
+    it sends the node); what the other phone gets has a pseudonym in its place."""
+    caller, callee = _phones(tmp_path, rtcp_mux=rtcp_mux)
+    ranges = [caller.rtp_ports, callee.rtp_ports, RELAY_PORTS]
+    capture = Tcpdump(tmp_path / "capture", "udp and (" + " or ".join(
+        f"dst portrange {low}-{high}" for low, high in ranges) + ")")  # fmt: skip
+    with capture.start(), caller.start(), callee.start():
         sbc_port = free_port()
         config = sbc_config(sbc_port, (CARRIER, caller.port), (PBX, callee.port))
         # baresip sends RTP from 127.0.0.1 while its SDP names its SIP address: the relay
         # learns the source of the first packet (media.learn: first-packet)
-        config["media"] = {"mode": "relay", "ports": "43000-43999", "learn": "first-packet"}
+        low, high = RELAY_PORTS
+        config["media"] = {"mode": "relay", "ports": f"{low}-{high}", "learn": "first-packet"}
         sbc = sbc_factory(config)
-        _call_with_audio(caller, callee, sbc, sbc_port, caller)
+        # baresip's first report (SR with SDES) comes some 5 s into the call: it goes on
+        # until each phone has had one
+        _call_with_audio(caller, callee, sbc, sbc_port, caller, until=lambda: all(
+            _sdes_seen(capture, phone.rtp_ports) for phone in (caller, callee)))  # fmt: skip
+        media = sbc.cli_json("status")["media"]
+    # what each phone sent the node names it: the check below would see it
+    sent = _rtcp_seen(capture, RELAY_PORTS)
+    for phone in (caller, callee):
+        assert any(phone.ip.encode() in payload for payload in sent), sent
+    for phone, other in ((callee, caller), (caller, callee)):
+        got = _rtcp_seen(capture, phone.rtp_ports)
+        assert _sdes_seen(capture, phone.rtp_ports), f"{phone.aor} received no SDES: {got}"
+        for payload in got:
+            assert other.ip.encode() not in payload, payload
+            assert other.user.encode() not in payload, payload
+    assert media["rtcp_rewritten"] >= 2, media
 
 
 def test_srtp_passes_end_to_end_through_the_builtin_relay(

@@ -1,6 +1,7 @@
 """Real third-party SIP software for interoperability tests, from Debian's packages: Kamailio
 as an edge proxy (a carrier's or a PBX's), baresip as a phone, linphonec as a PBX that
-registers, and a tone detector for the audio baresip records. Each runs in a folder of the
+registers, tcpdump capturing what crosses the loopback interface, and a tone detector for the
+audio baresip records. Each runs in a folder of the
 test's (its config and logs stay there for the failure report), on its own loopback address,
 and is stopped by the PID it was started with: SIGTERM, then SIGKILL to its own process group
 after a timeout.
@@ -36,12 +37,20 @@ import time
 import wave
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import pytest
 from sipp import free_port
 
-__all__ = ["Baresip", "Kamailio", "Linphonec", "tone_seconds"]
+__all__ = [
+    "Baresip",
+    "Datagram",
+    "Kamailio",
+    "Linphonec",
+    "Tcpdump",
+    "rtcp_packets",
+    "tone_seconds",
+]
 
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 BARESIP_MODULES = Path("/usr/lib/baresip/modules")
@@ -731,6 +740,89 @@ class Linphonec(_Process):
                 os.close(self._master)
             self._master = None
         return code
+
+
+# ------------------------------------------------------------------------------- tcpdump
+
+
+class Datagram(NamedTuple):
+    """One UDP datagram of a capture."""
+
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    payload: bytes
+
+
+class Tcpdump(_Process):
+    """tcpdump writing what crosses the loopback interface and matches ``bpf`` (a capture
+    filter: ``"udp and dst portrange 31000-31199"``) to a pcap in its folder; ``start()``
+    returns once it listens, ``stop()`` flushes the file, ``datagrams()`` reads it back (UDP
+    over IPv4)."""
+
+    name = "tcpdump"
+
+    def __init__(self, workdir: Path, bpf: str) -> None:
+        self.binary = _require("tcpdump", "tcpdump")
+        super().__init__(workdir)
+        self.bpf = bpf
+        self.pcap_path = workdir / "capture.pcap"
+
+    def start(self, timeout: float = 10.0) -> Tcpdump:
+        # -U: each packet written when it comes, -s 0: whole packets, -n: no name look-ups
+        self._spawn([self.binary, "-i", "lo", "-n", "-U", "-s", "0", "-w", str(self.pcap_path),
+                     self.bpf])  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive("while starting")
+            if "listening on" in self.log():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"tcpdump not listening:\n{self.log()[-3000:]}")
+
+    def datagrams(self) -> list[Datagram]:
+        """The UDP datagrams captured so far, in order."""
+        data = self.pcap_path.read_bytes() if self.pcap_path.exists() else b""
+        if len(data) < 24:
+            return []
+        endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        link = struct.unpack_from(f"{endian}I", data, 20)[0]
+        skip = {0: 4, 1: 14, 113: 16, 276: 20}.get(link)  # null, Ethernet, SLL, SLL2
+        if skip is None:
+            raise ValueError(f"{self.pcap_path}: link type {link} not read here")
+        out: list[Datagram] = []
+        offset = 24
+        while offset + 16 <= len(data):
+            captured = struct.unpack_from(f"{endian}I", data, offset + 8)[0]
+            frame = data[offset + 16 : offset + 16 + captured]
+            offset += 16 + captured
+            ip = frame[skip:]
+            if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 17:
+                continue
+            udp = ip[(ip[0] & 0x0F) * 4 :]
+            if len(udp) < 8:
+                continue
+            sport, dport, length = struct.unpack_from("!HHH", udp)
+            src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
+            out.append(Datagram((src, sport), (dst, dport), udp[8:length]))
+        return out
+
+
+def rtcp_packets(payload: bytes) -> list[tuple[int, bytes]] | None:
+    """(packet type, whole packet) of each packet of a compound RTCP datagram (RFC 3550
+    §6.1: version 2, types 192-223, lengths adding up); None when it is not RTCP."""
+    out: list[tuple[int, bytes]] = []
+    offset = 0
+    while offset < len(payload):
+        if len(payload) - offset < 4 or payload[offset] >> 6 != 2:
+            return None
+        kind = payload[offset + 1]
+        end = offset + (int.from_bytes(payload[offset + 2 : offset + 4], "big") + 1) * 4
+        if not 192 <= kind <= 223 or end > len(payload):
+            return None
+        out.append((kind, payload[offset:end]))
+        offset = end
+    return out or None
 
 
 # ----------------------------------------------------------------------------- tone detection

@@ -4,13 +4,15 @@ through the ports the rewritten SDP names; strangers are ignored; ports are free
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
+import struct
 from typing import NamedTuple
 
 import pytest
 
 from pkiss.media import BuiltinRelay, MediaError
-from pkiss.media.relay import LEARN_WINDOW, Learn
+from pkiss.media.relay import LEARN_WINDOW, Learn, cname_pseudonym, private_rtcp
 from pkiss.sdp import Media, parse_sdp
 
 A_HOST, B_HOST = "127.0.0.2", "127.0.0.3"
@@ -176,7 +178,7 @@ def test_signalled_ignores_a_source_the_sdp_does_not_name() -> None:
     got = asyncio.run(_unsignalled("signalled", [10.1, 10.2, 10.3]))
     assert got["heard"] == [] and got["back"] == b""  # B's media went where A's SDP says
     assert got["stats"] == {"packets": 1, "bytes": 4, "ignored": 3, "learned": 0, "rtcp": 0,
-                            "rtcp_muxed": 0}  # fmt: skip
+                            "rtcp_muxed": 0, "rtcp_rewritten": 0}  # fmt: skip
 
 
 def test_first_packet_latches_onto_the_first_source_within_the_window() -> None:
@@ -185,7 +187,7 @@ def test_first_packet_latches_onto_the_first_source_within_the_window() -> None:
     # within the window; A is still heard after it, and B's media goes back to A
     assert got["heard"] == [b"a1", b"a2"] and got["back"] == b"to a"
     assert got["stats"] == {"packets": 3, "bytes": 8, "ignored": 1, "learned": 1, "rtcp": 0,
-                            "rtcp_muxed": 0}  # fmt: skip
+                            "rtcp_muxed": 0, "rtcp_rewritten": 0}  # fmt: skip
 
 
 def test_first_packet_learns_nothing_after_the_window() -> None:
@@ -406,3 +408,197 @@ async def _refused_reoffer(rollback: bool) -> bytes | None:
 def test_a_refused_reoffer_is_rolled_back() -> None:
     assert asyncio.run(_refused_reoffer(rollback=True)) == b"from-b"
     assert asyncio.run(_refused_reoffer(rollback=False)) is None, "the check can fail"
+
+
+# --- RTCP that names nothing of its sender (RFC 3550 §6.5 SDES, §6.6 BYE) -------------------
+
+A_URI = b"sip:+33987650001@127.0.6.2"  # what baresip puts in its CNAME: its URI, its address
+SSRC = 0x11223344
+
+
+def rtcp_packet(kind: int, count: int, payload: bytes, pad: int = 0) -> bytes:
+    """One RTCP packet: the header (V=2, P when ``pad``, count, type, length) and
+    ``payload`` (whole 32-bit words), then ``pad`` octets of padding."""
+    body = payload + (bytes(pad - 1) + bytes([pad]) if pad else b"")
+    first = 0x80 | (0x20 if pad else 0) | count
+    return struct.pack("!BBH", first, kind, len(body) // 4) + body
+
+
+def sdes_chunk(ssrc: int, *items: tuple[int, bytes]) -> bytes:
+    raw = b"".join(bytes((kind, len(text))) + text for kind, text in items) + b"\0"
+    return struct.pack("!I", ssrc) + raw + bytes(-(4 + len(raw)) % 4)
+
+
+SR = rtcp_packet(200, 0, struct.pack("!IIIIII", SSRC, 1, 2, 3, 4, 5))
+EVERY_ITEM = ((1, A_URI), (2, b"Alice"), (3, b"alice@127.0.6.2"), (4, b"+33987650001"),
+              (5, b"Paris 127.0.6.2"), (6, b"baresip 1.0.0"), (7, b"on 127.0.6.2"),
+              (8, b"\x05x-pbxhost 127.0.6.2"), (15, b"0"))  # fmt: skip
+
+
+def parse_compound(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(type, count, payload) of each packet, checking what RFC 3550 asks of a compound
+    packet (§6.1, A.2): version 2, lengths adding up to the datagram, padding counted by the
+    last octet and on the last packet only."""
+    out = []
+    offset = 0
+    while offset < len(data):
+        first, kind, words = struct.unpack_from("!BBH", data, offset)
+        assert first >> 6 == 2, data
+        end = offset + (words + 1) * 4
+        assert end <= len(data), data
+        stop = end
+        if first & 0x20:
+            assert end == len(data) and 0 < data[end - 1] <= end - offset - 4, data
+            stop = end - data[end - 1]
+        out.append((kind, first & 0x1F, data[offset + 4 : stop]))
+        offset = end
+    return out
+
+
+def sdes_items(payload: bytes, count: int) -> list[tuple[int, list[tuple[int, bytes]]]]:
+    """The chunks of an SDES payload, checking §6.5: items ended by a null octet, each chunk
+    padded with nulls to a 32-bit word."""
+    chunks = []
+    pos = 0
+    for _ in range(count):
+        (ssrc,) = struct.unpack_from("!I", payload, pos)
+        pos += 4
+        items = []
+        while payload[pos] != 0:
+            size = payload[pos + 1]
+            items.append((payload[pos], payload[pos + 2 : pos + 2 + size]))
+            pos += 2 + size
+        end = (pos // 4 + 1) * 4
+        assert payload[pos:end] == bytes(end - pos), payload  # nulls to the word
+        pos = end
+        chunks.append((ssrc, items))
+    assert pos == len(payload), payload
+    return chunks
+
+
+def test_sdes_keeps_a_pseudonym_for_the_cname_and_drops_what_names_the_sender() -> None:
+    secret = bytes(range(16))
+    sdes = rtcp_packet(202, 2, sdes_chunk(SSRC, *EVERY_ITEM)
+                       + sdes_chunk(0x55667788, (1, b"bob@127.0.6.3"), (2, b"Bob")))  # fmt: skip
+    out = private_rtcp(SR + sdes, secret)
+    assert b"127.0.6" not in out and b"Alice" not in out and b"baresip" not in out
+    packets = parse_compound(out)
+    assert packets[0] == (200, 0, SR[4:])  # the sender report as it came
+    kind, count, payload = packets[1]
+    assert (kind, count) == (202, 2)
+    (ssrc1, items1), (ssrc2, items2) = sdes_items(payload, count)
+    assert (ssrc1, ssrc2) == (SSRC, 0x55667788)
+    # the CNAME: 16 base64 characters (RFC 7022: 96 bits); MID stays, nothing else
+    assert [kind for kind, _ in items1] == [1, 15] and items1[1][1] == b"0"
+    assert len(items1[0][1]) == 16 and len(base64.b64decode(items1[0][1])) == 12
+    assert items1[0][1] == cname_pseudonym(secret, A_URI)
+    assert items2 == [(1, cname_pseudonym(secret, b"bob@127.0.6.3"))]
+    assert items1[0][1] != items2[0][1]
+
+
+def test_a_cname_keeps_its_pseudonym_within_a_call_and_not_across_calls() -> None:
+    sdes = rtcp_packet(202, 1, sdes_chunk(SSRC, (1, A_URI)))
+    call1, call2 = bytes(16), bytes([1]) * 16
+    assert private_rtcp(sdes, call1) == private_rtcp(sdes, call1)
+    assert private_rtcp(sdes, call1) != private_rtcp(sdes, call2)
+
+
+def test_a_padded_sdes_and_a_bye_with_a_reason_are_written_back_well_formed() -> None:
+    sdes = rtcp_packet(202, 1, sdes_chunk(SSRC, (1, b"x"), (6, A_URI)), pad=8)
+    bye = rtcp_packet(203, 1, struct.pack("!I", SSRC) + b"\x0fleft 127.0.6.2!")
+    for compound in (SR + sdes, SR + bye):
+        out = private_rtcp(compound, bytes(16))
+        assert b"127.0.6.2" not in out
+        packets = parse_compound(out)
+        assert len(packets) == 2
+    assert parse_compound(private_rtcp(SR + bye, bytes(16)))[1] == (203, 1, struct.pack("!I", SSRC))
+    out = parse_compound(private_rtcp(SR + sdes, bytes(16)))[1]
+    assert sdes_items(out[2], 1) == [(SSRC, [(1, cname_pseudonym(bytes(16), b"x"))])]
+
+
+def test_what_has_nothing_to_hide_or_does_not_parse_is_left_as_it_came() -> None:
+    rr = rtcp_packet(201, 0, struct.pack("!I", SSRC))
+    bye = rtcp_packet(203, 1, struct.pack("!I", SSRC))
+    sdes = rtcp_packet(202, 1, sdes_chunk(SSRC, (1, A_URI)))
+    for data in (
+        rr + bye,  # nothing of the sender's
+        b"rtp or junk " + A_URI,  # not version 2
+        sdes[:-4],  # its length runs past the datagram
+        sdes + b"\x80",  # octets left after the last packet
+        rtcp_packet(202, 2, sdes_chunk(SSRC, (1, A_URI))),  # a chunk missing
+        rtcp_packet(202, 1, struct.pack("!I", SSRC) + bytes((1, 200)) + A_URI + b"\0\0"),
+        bytes([0xA0, 202]) + sdes[2:],  # padding on a packet that is not the last
+    ):
+        assert private_rtcp(data, bytes(16)) is data, data
+
+
+def plain_or_srtp(host: str, port: int, proto: str, *extra: str) -> bytes:
+    body = offer(host, port).replace(b"RTP/AVP", proto.encode())
+    return body + "".join(f"{line}\r\n" for line in extra).encode()
+
+
+async def _rtcp_received(proto: str, mux: bool) -> tuple[list[bytes], list[bytes], dict[str, int]]:
+    """A sends the same SR + SDES (its URI as CNAME, its tool) twice where its SDP tells it,
+    then an RTP packet holding its URI; what B received on its RTCP path, what on its RTP
+    path, and the relay's counters."""
+    loop = asyncio.get_running_loop()
+    relay = BuiltinRelay("127.0.0.1", (42500, 42599), loop.add_reader, loop.remove_reader,
+                         loop.time)  # fmt: skip
+    a_rtp, b_rtp = endpoint(A_HOST), endpoint(B_HOST)
+    a_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a_rtcp.bind((A_HOST, a_rtp.getsockname()[1] + 1))
+    b_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b_rtcp.bind((B_HOST, b_rtp.getsockname()[1] + 1))
+    b_rtcp.settimeout(0.3)
+    lines = ("a=rtcp-mux",) if mux else ()
+    to_b = parse_sdp(relay.rewrite("c", "a", plain_or_srtp(A_HOST, a_rtp.getsockname()[1],
+                                                           proto, *lines),
+                                   "127.0.0.1", A_HOST, 0.0))  # fmt: skip
+    to_a = parse_sdp(relay.rewrite("c", "b", plain_or_srtp(B_HOST, b_rtp.getsockname()[1],
+                                                           proto, *lines),
+                                   "127.0.0.1", B_HOST, 0.0, "answer"))  # fmt: skip
+    port = to_a.media[0].port
+    report = SR + rtcp_packet(202, 1, sdes_chunk(SSRC, (1, A_URI), (6, b"baresip 1.0.0")))
+    for _ in range(2):
+        (a_rtp if mux else a_rtcp).sendto(report, ("127.0.0.1", port if mux else port + 1))
+    a_rtp.sendto(RTP + A_URI, ("127.0.0.1", port))
+    await asyncio.sleep(0.1)
+    got: dict[str, list[bytes]] = {"rtp": [], "rtcp": []}
+    b_rtp.settimeout(0.3)
+    for name, sock in (("rtp", b_rtp), ("rtcp", b_rtcp)):
+        while True:
+            try:
+                got[name].append(sock.recvfrom(2048)[0])
+            except TimeoutError:
+                break
+    stats = dict(relay.stats)
+    relay.release("c")
+    relay.close()
+    for sock in (a_rtp, a_rtcp, b_rtp, b_rtcp):
+        sock.close()
+    assert to_b.media[0].proto == proto
+    rtcp = [p for p in got["rtp"] if 192 <= p[1] <= 223] + got["rtcp"]
+    return rtcp, [p for p in got["rtp"] if not 192 <= p[1] <= 223], stats
+
+
+@pytest.mark.parametrize("mux", [False, True], ids=["rtcp-port", "rtcp-mux"])
+def test_plain_rtcp_reaches_the_other_side_without_its_senders_name(mux: bool) -> None:
+    rtcp, rtp, stats = asyncio.run(_rtcp_received("RTP/AVP", mux))
+    assert len(rtcp) == 2 and rtcp[0] == rtcp[1]  # one pseudonym for the call
+    for packet in rtcp:
+        assert A_URI not in packet and b"baresip" not in packet
+        packets = parse_compound(packet)
+        assert [kind for kind, _, _ in packets] == [200, 202]
+        [(ssrc, items)] = sdes_items(packets[1][2], 1)
+        assert ssrc == SSRC and [kind for kind, _ in items] == [1]
+    assert rtp == [RTP + A_URI]  # RTP is never read: it crosses as it came
+    assert stats["rtcp"] == 2 and stats["rtcp_rewritten"] == 2
+
+
+@pytest.mark.parametrize("proto", ["RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVPF"])
+def test_srtcp_is_relayed_untouched(proto: str) -> None:
+    """An encrypted stream's RTCP (SRTCP) cannot be read and must not be changed: even a
+    packet that looks like plain SDES crosses as it came."""
+    rtcp, _, stats = asyncio.run(_rtcp_received(proto, mux=False))
+    assert len(rtcp) == 2 and all(A_URI in packet for packet in rtcp)
+    assert stats["rtcp_rewritten"] == 0

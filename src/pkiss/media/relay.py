@@ -25,9 +25,27 @@ still reaches a muxed stream's RTCP socket (an offerer's RTCP sent before the an
 has to split one side's muxed RTCP toward a side that does not mux. DTLS-SRTP's handshake
 (RFC 5764 §5.1.2: told apart from RTP by its first byte, 20-63) and T.38's UDPTL packets are
 relayed the same way, as the RTP they share the ports with: the relay decrypts and
-rewrites nothing (it reads a muxed packet's second byte, to count RTCP).
-``stats``: ``rtcp`` RTCP packets relayed (packet types 192-223, RFC 5761 §4), of which
-``rtcp_muxed`` came on an RTP port.
+rewrites none of them (it reads a muxed packet's second byte, to tell RTCP from RTP).
+
+Plain RTCP names its sender: RFC 3550 §6.5 SDES items carry a CNAME (baresip's is its SIP
+URI with its IP address, ``sip:+33987650001@127.0.3.2``), and may carry a NAME, EMAIL,
+PHONE, LOC, TOOL, NOTE or PRIV; a BYE may carry a reason, free text. The relay hides them from
+the other side as the SDP rewrite hides the party's address: in the compound RTCP of a stream
+whose SDP protocol is ``RTP/AVP`` or ``RTP/AVPF`` (on its RTCP port, or muxed on its RTP port
+and told apart by the second byte, packet types 192-223: RFC 5761 §4), each CNAME becomes a
+pseudonym (RFC 7022 §4.2: 96 bits, base64, 16 characters) derived from the original with a
+key of the call's own (``_Call.secret``): stable for the call, so one SSRC keeps its name and
+the streams of one participant still share one (what RFC 3550 §6.5.1 has CNAME for, lip
+sync), and different in every call; RtpStreamId, RepairedRtpStreamId (RFC 8852) and MID (RFC
+8843), identifiers the SDP negotiated, stay; every other item goes, as does a BYE's reason.
+Each chunk and packet is written back well formed: items ended by a null octet, padded to a
+32-bit word, lengths counted anew, the packet's own padding dropped (§6.4, §6.5, A.2). What
+does not parse as a compound RTCP packet (version 2, lengths adding up to the datagram) is
+relayed as it came; so is SRTCP (``RTP/SAVP``, ``RTP/SAVPF``, ``UDP/TLS/RTP/SAVP(F)``:
+encrypted and authenticated, it cannot be read and must not be changed). RTP pays nothing
+for it: only a packet already known to be RTCP is read.
+``stats``: ``rtcp`` RTCP packets relayed, of which ``rtcp_muxed`` came on an RTP port and
+``rtcp_rewritten`` had something of their sender's taken out.
 
 Each side's pair is of that side's address family: a call may come in over IPv6 and leave
 over IPv4, its media too (the relay binds one address per family).
@@ -41,8 +59,11 @@ once the pool has warmed up. Packets to a pooled socket have no route and are dr
 
 from __future__ import annotations
 
+import base64
 import errno
+import hashlib
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -53,7 +74,7 @@ from typing import Any, Literal
 from ..sdp import SdpError, parse_sdp
 from .engine import MediaError
 
-__all__ = ["LEARN_WINDOW", "BuiltinRelay", "Learn"]
+__all__ = ["LEARN_WINDOW", "BuiltinRelay", "Learn", "cname_pseudonym", "private_rtcp"]
 
 log = logging.getLogger("pkiss.media")
 
@@ -68,6 +89,14 @@ signalled (rtpengine's delayed learning waits as long)."""
 Learn = Literal["signalled", "first-packet"]
 
 _Pair = tuple[socket.socket, socket.socket, int]
+
+_PLAIN_RTP = frozenset({"RTP/AVP", "RTP/AVPF"})
+"""SDP protocols whose RTCP is plain (RFC 3551, RFC 4585): the relay may read and rewrite it."""
+_SDES, _BYE = 202, 203  # RTCP packet types (RFC 3550 §12.1)
+_CNAME = 1  # SDES item types (RFC 3550 §12.2)
+_KEPT_ITEMS = frozenset({12, 13, 15})
+"""SDES items that name no party and that receivers need: RtpStreamId, RepairedRtpStreamId
+(RFC 8852), MID (RFC 8843): identifiers the SDP negotiated."""
 
 
 @dataclass(slots=True)
@@ -85,16 +114,18 @@ class _Side:
     learned: str | None = None  # first-packet: the host of this side's first packet
     learn_until: float = 0.0  # first-packet: a new source is learned before this time
     replaced: Any = None  # (host, port) of the party this side had before it changed hands
+    plain: bool = False  # its SDP's protocol is plain RTP: its RTCP is read and rewritten
+    secret: bytes = b""  # the call's key for CNAME pseudonyms (_Call.secret)
 
 
-_Agreed = tuple[list[Any], tuple[str, ...], bool, bool, str | None, float, Any]
+_Agreed = tuple[list[Any], tuple[str, ...], bool, bool, str | None, float, Any, bool]
 """What an offer changes in a side (``dest``, ``hosts``, ``mux``, ``latched``, ``learned``,
-``learn_until``, ``replaced``), kept until the offer is answered."""
+``learn_until``, ``replaced``, ``plain``), kept until the offer is answered."""
 
 
 def _agreed(side: _Side) -> _Agreed:
     return (list(side.dest), side.hosts, side.mux, side.latched, side.learned, side.learn_until,
-            side.replaced)  # fmt: skip
+            side.replaced, side.plain)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -104,6 +135,8 @@ class _Call:
     offered: dict[str, list[_Agreed | None]] = field(default_factory=dict)
     last_packet: float | None = None
     started: float = 0.0
+    # the key of this call's CNAME pseudonyms: nothing links them to another call's
+    secret: bytes = field(default_factory=lambda: os.urandom(16))
 
 
 def _family(host: str) -> int:
@@ -139,7 +172,7 @@ class BuiltinRelay:
         self._clock = clock
         self.calls: dict[str, _Call] = {}
         self.stats = {"packets": 0, "bytes": 0, "ignored": 0, "learned": 0, "rtcp": 0,
-                      "rtcp_muxed": 0}  # fmt: skip
+                      "rtcp_muxed": 0, "rtcp_rewritten": 0}  # fmt: skip
         # socket fd -> (call, its stream, the side it faces, 0 RTP / 1 RTCP)
         self._routes: dict[int, tuple[str, dict[str, _Side], str, int]] = {}
         # pairs of ended calls per family, sockets open and watched, oldest first
@@ -186,6 +219,7 @@ class BuiltinRelay:
                 mine.replaced = mine.dest[0]  # where it sent from, or else its SDP said
             mine.dest = [(host, media.port), rtcp_dest]
             mine.mux = media.muxed
+            mine.plain = media.proto.upper() in _PLAIN_RTP
             mine.hosts = hosts
             mine.latched = False
             if self.learn == "first-packet":
@@ -205,7 +239,7 @@ class BuiltinRelay:
             if agreed is not None and side in stream:
                 mine = stream[side]
                 (mine.dest, mine.hosts, mine.mux, mine.latched, mine.learned, mine.learn_until,
-                 mine.replaced) = agreed  # fmt: skip
+                 mine.replaced, mine.plain) = agreed  # fmt: skip
 
     def release(self, call: str) -> None:
         """The call's port pairs go back to the pool, sockets open and watched: a packet that
@@ -243,6 +277,7 @@ class BuiltinRelay:
         if side is not None:
             return side
         side = stream[name] = self._take_pair(family)
+        side.secret = self.calls[call].secret
         self._routes[side.rtp.fileno()] = (call, stream, name, 0)
         self._routes[side.rtcp.fileno()] = (call, stream, name, 1)
         return side
@@ -328,9 +363,13 @@ class BuiltinRelay:
                     side.dest[0] = source[:2]
                     side.latched = True
                 rtcp = side.mux and len(data) > 1 and 192 <= data[1] <= 223
+                if rtcp and side.plain:
+                    data = self._private(data, side.secret)
             else:
                 side.dest[1] = source[:2]
                 rtcp = True
+                if side.plain:
+                    data = self._private(data, side.secret)
             out = 0 if side.mux and peer.mux else which  # RFC 5761: both mux, all on RTP
             dest = peer.dest[out]
             if dest is None:
@@ -350,6 +389,13 @@ class BuiltinRelay:
             if state is not None:
                 state.last_packet = self._clock()
 
+    def _private(self, data: bytes, secret: bytes) -> bytes:
+        """A plain RTCP packet with nothing of its sender's left (see the module)."""
+        out = private_rtcp(data, secret)
+        if out is not data:
+            self.stats["rtcp_rewritten"] += 1
+        return out
+
     def _learns(self, call: str, name: str, side: _Side, host: str) -> bool:
         """first-packet: whether ``host``, not signalled, is taken as this side's source (its
         first packet, within the window)."""
@@ -362,3 +408,103 @@ class BuiltinRelay:
         log.debug("call %s: side %s's media learned from %s (signalled: %s)", call, name, host,
                   ", ".join(side.hosts))  # fmt: skip
         return True
+
+
+# ------------------------------------------------------------------------------- RTCP
+
+
+def cname_pseudonym(secret: bytes, cname: bytes) -> bytes:
+    """The CNAME that stands for ``cname`` in a call keyed ``secret``: 96 bits, base64, 16
+    characters (RFC 7022 §4.2's random CNAME), a keyed hash of the original, so that the same
+    original always gets the same pseudonym within the call and nothing links two calls."""
+    return base64.b64encode(hashlib.blake2b(cname, digest_size=12, key=secret).digest())
+
+
+def private_rtcp(data: bytes, secret: bytes) -> bytes:
+    """The compound RTCP packet ``data`` with its SDES items and BYE reasons rewritten (see
+    the module); ``data`` itself when it has none, or when it does not parse as RTCP (RFC
+    3550 §6.1, A.2: version 2 in every packet, lengths adding up to the datagram, padding on
+    the last packet only)."""
+    size = len(data)
+    offset = 0
+    pieces: list[bytes] = []
+    changed = False
+    while offset < size:
+        if size - offset < 4:
+            return data
+        first = data[offset]
+        if first >> 6 != 2:
+            return data
+        end = offset + (int.from_bytes(data[offset + 2 : offset + 4], "big") + 1) * 4
+        if end > size:
+            return data
+        stop = end
+        if first & 0x20:  # padded: the last octet counts the padding (§6.4.1)
+            pad = data[end - 1]
+            if end != size or pad == 0 or pad > end - offset - 4:
+                return data
+            stop = end - pad
+        kind = data[offset + 1]
+        new: bytes | None = None
+        if kind == _SDES:
+            new = _private_sdes(data, offset, stop, first & 0x1F, secret)
+        elif kind == _BYE:
+            new = _private_bye(data, offset, stop, first & 0x1F)
+        else:
+            pieces.append(data[offset:end])
+            offset = end
+            continue
+        if new is None:
+            return data
+        pieces.append(new)
+        changed = changed or new != data[offset:end]
+        offset = end
+    return b"".join(pieces) if changed else data
+
+
+def _private_sdes(data: bytes, start: int, stop: int, count: int, secret: bytes) -> bytes | None:
+    """An SDES packet (RFC 3550 §6.5) anew: each chunk's SSRC/CSRC, its CNAME as a pseudonym,
+    the items of ``_KEPT_ITEMS``, a null octet and nulls to the next 32-bit word; no padding.
+    None when it does not parse."""
+    out = bytearray(4)
+    pos = start + 4
+    for _ in range(count):
+        if pos + 4 > stop:
+            return None
+        out += data[pos : pos + 4]
+        pos += 4
+        while True:
+            if pos >= stop:
+                return None
+            item = data[pos]
+            if item == 0:
+                break
+            if pos + 2 > stop:
+                return None
+            item_end = pos + 2 + data[pos + 1]
+            if item_end > stop:
+                return None
+            if item == _CNAME:
+                name = cname_pseudonym(secret, data[pos + 2 : item_end])
+                out += bytes((_CNAME, len(name)))
+                out += name
+            elif item in _KEPT_ITEMS:
+                out += data[pos:item_end]
+            pos = item_end
+        pos = start + ((pos - start) // 4 + 1) * 4  # past the null and the chunk's padding
+        if pos > stop:
+            return None
+        out += bytes(4 - len(out) % 4)  # one null octet at least, to a 32-bit word
+    out[0:4] = bytes((0x80 | count, _SDES)) + (len(out) // 4 - 1).to_bytes(2, "big")
+    return bytes(out)
+
+
+def _private_bye(data: bytes, start: int, stop: int, count: int) -> bytes | None:
+    """A BYE packet (RFC 3550 §6.6) with its SSRC/CSRC list and without its reason, whatever
+    text that held; None when the list overruns the packet."""
+    listed = start + 4 + 4 * count
+    if listed > stop:
+        return None
+    if listed == stop and not data[start] & 0x20:
+        return data[start:stop]  # no reason, no padding: as it came
+    return bytes((0x80 | count, _BYE)) + count.to_bytes(2, "big") + data[start + 4 : listed]

@@ -63,7 +63,7 @@ class TransactionUser:
         registrations: Registrations,
         prober: Prober,
         timers: Timers | None = None,
-        max_transactions: int = 50000,
+        max_transactions: int = 400000,
     ) -> None:
         timers = timers or Timers()
         self.max_transactions = max_transactions  # the node's limits.transactions

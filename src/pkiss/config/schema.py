@@ -898,8 +898,10 @@ class NodeLimits(_Frozen):
 
     calls: int = Field(default=10000, ge=1)
     """Calls in progress in all."""
-    transactions: int = Field(default=50000, ge=1)
-    """SIP transactions in progress in all (each request and its retransmission state)."""
+    transactions: int = Field(default=400000, ge=1)
+    """SIP transactions in progress in all, answered ones still absorbing retransmissions
+    included: a call leaves about four of them for 32 s (RFC 3261 timers H, J, RFC 6026), so
+    1,000 calls/s keep about 128,000."""
     peer_calls: int = Field(default=5000, ge=1)
     """Calls in progress with one peer whose ``limits.calls`` says nothing: a runaway PBX or a
     spoofed carrier address cannot take the whole node."""

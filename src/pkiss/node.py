@@ -129,8 +129,7 @@ def descriptor_limit() -> int:
 
 def relay_sockets(relay: BuiltinRelay) -> int:
     """Sockets the built-in relay holds: two per port pair it bound, in calls or pooled."""
-    bound: dict[int, set[int]] = getattr(relay, "_bound", {})
-    return 2 * sum(len(ports) for ports in bound.values())
+    return relay.sockets
 
 
 def _media(

@@ -86,6 +86,14 @@ class _NodeCollector:
                                       value=relay.stats["packets"])  # fmt: skip
             yield CounterMetricFamily("pkiss_media_bytes", "RTP/RTCP bytes relayed",
                                       value=relay.stats["bytes"])  # fmt: skip
+            yield CounterMetricFamily("pkiss_media_rtcp_packets", "RTCP packets relayed",
+                                      value=relay.stats.get("rtcp", 0))  # fmt: skip
+            yield CounterMetricFamily("pkiss_media_rtcp_rewritten",
+                                      "RTCP packets whose SDES items (CNAME...) were rewritten",
+                                      value=relay.stats.get("rtcp_rewritten", 0))  # fmt: skip
+            yield GaugeMetricFamily("pkiss_media_sockets",
+                                    "Sockets the relay holds, in calls or pooled",
+                                    value=relay.sockets)  # fmt: skip
             yield CounterMetricFamily("pkiss_media_ignored_packets",
                                       "Packets to relay ports from unexpected sources",
                                       value=relay.stats["ignored"])  # fmt: skip

@@ -241,6 +241,11 @@ class BuiltinRelay:
                 (mine.dest, mine.hosts, mine.mux, mine.latched, mine.learned, mine.learn_until,
                  mine.replaced, mine.plain) = agreed  # fmt: skip
 
+    @property
+    def sockets(self) -> int:
+        """Sockets the relay holds: two per port pair it bound, in calls or pooled."""
+        return 2 * sum(len(ports) for ports in self._bound.values())
+
     def release(self, call: str) -> None:
         """The call's port pairs go back to the pool, sockets open and watched: a packet that
         still comes to them finds no route and is dropped."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +142,29 @@ def basic_config(
         "routes": [{"prefix": "", "via": ["operator"]}],
         "logging": {"level": "info"},
     }
+
+
+def descriptors(node: Pkiss) -> int:
+    """Descriptors the node's process holds now (``/proc/<pid>/fd``)."""
+    assert node.proc is not None
+    return len(os.listdir(f"/proc/{node.proc.pid}/fd"))
+
+
+def rss_bytes(node: Pkiss) -> int:
+    """The node's resident memory now (``VmRSS`` of ``/proc/<pid>/status``), in bytes."""
+    assert node.proc is not None
+    for line in Path(f"/proc/{node.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/<pid>/status")
+
+
+def metric(node: Pkiss, name: str, **labels: str) -> float:
+    """One value of the node's ``/metrics`` (0 when the series is absent)."""
+    url = f"http://{node.config['admin']['listen']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    series = f"{name}{{{want}}}" if want else name
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0

@@ -92,6 +92,12 @@ def test_every_scenario_has_a_counterpart_here() -> None:
     # two forks answering one INVITE: only through the SBC, which absorbs the 199 and ends
     # the second dialog (a UAC straight behind would see both): test_calls.py covers it
     covered |= {"uas_fork"}
+    # session timers: the 422 retried and the refresh re-INVITE are the SBC's, each leg with
+    # its own timer: test_session_timers.py covers them
+    covered |= {"uac_timer", "uas_timer"}
+    # a T.38 switch and SDP that tells all of its sender, relayed: test_media_flavours.py and
+    # test_topology.py cover them
+    covered |= {"t38_uac", "t38_uas", "media_topology_uac", "media_topology_uas"}
     assert on_disk == covered
 
 

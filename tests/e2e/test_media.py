@@ -230,7 +230,7 @@ def test_an_exhausted_port_range_refuses_new_calls_and_keeps_those_in_progress(
     third gets 503 at once; the two in progress go on and end normally; their ports serve the
     next call."""
     config, sbc_port, op_port, pbx_port = relayed_config()
-    config["media"]["ports"] = "42100-42107"
+    config["media"]["ports"] = "45100-45107"  # no other test binds these
     sbc = sbc_factory(config)
     pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=None,
                        timeout=30).start()  # fmt: skip

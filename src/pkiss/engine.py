@@ -85,7 +85,7 @@ class Engine:
         if self.overload.active:
             if is_refusal_ack(data):
                 return
-            refusal = self.overload.refuse(data)
+            refusal = self.overload.refuse(data, self.core.layer.has_server)
             if refusal is not None:
                 self.listeners.send(refusal, source)
                 return

@@ -95,3 +95,21 @@ def test_a_receive_queue_filling_up_is_overload_even_on_time() -> None:
     assert not overload.tick(0.0, 0.5)
     assert overload.tick(0.0, 0.5), "datagrams pile up while the loop keeps its ticks"
     assert overload.tick(0.0, 0.01), "one calm tick is not enough"
+
+
+@pytest.mark.parametrize("sent_by", ["127.0.0.2:5060", "127.0.0.2", "[::1]:5062", "Host.Example"])
+def test_an_invite_the_node_already_has_is_never_turned_away(sent_by: str) -> None:
+    """A retransmission of an INVITE already admitted (its server transaction exists) passes
+    even while the node turns new calls away: the raw key is the layer's own."""
+    from pkiss.sip.transaction import Addr, TransactionLayer
+
+    data = INVITE.replace(
+        b"127.0.0.2:5060;branch=z9hG4bK-1", sent_by.encode() + b";branch=z9hG4bK-1"
+    )
+    layer = TransactionLayer()
+    overload = Overload(ticks=1)
+    overload.tick(1.0)
+    overload.share = 0.05
+    assert overload.refuse(data, layer.has_server) is not None, "new: turned away"
+    layer.receive(parse_datagram(data), Addr("udp", "127.0.0.2", 5060), 0.0)
+    assert overload.refuse(data, layer.has_server) is None, "a retransmission: let through"

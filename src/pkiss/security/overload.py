@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 
-__all__ = ["Overload", "is_refusal_ack", "turn_away"]
+__all__ = ["Overload", "is_refusal_ack", "server_key", "turn_away"]
 
 _TAG = b"ovl"  # To tag prefix of the node's overload 503s: their ACKs are dropped unread
 _LINE = re.compile(
     rb"(?im)^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*"
 )
 _TO = re.compile(rb"(?im)^(?:to|t)[ \t]*:([^\r\n]*)")
+_TOP_VIA = re.compile(
+    rb"(?im)^(?:via|v)[ \t]*:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*\S+[ \t]+([^;,\s]+)"
+    rb"[^,\r\n]*?;[ \t]*branch[ \t]*=[ \t]*(z9hG4bK[^;,\s]*)"
+)
 
 
 class Overload:
@@ -92,15 +97,21 @@ class Overload:
         self.turned_away += 1
         return False
 
-    def refuse(self, data: bytes) -> bytes | None:
+    def refuse(self, data: bytes, known: Callable[[str], bool] | None = None) -> bytes | None:
         """While overloaded: the 503 for a new INVITE that is not admitted (None for anything
-        else, or when the node is not overloaded)."""
+        else, or when the node is not overloaded). ``known`` tells an INVITE server
+        transaction's key the node already has: a retransmission of an INVITE it admitted is
+        never turned away."""
         if not self.active:
             return None
         response = turn_away(data, self.retry_after)
-        if response is None or self.admit():
+        if response is None:
             return None
-        return response
+        if known is not None:
+            key = server_key(data)
+            if key is not None and known(key):
+                return None
+        return None if self.admit() else response
 
 
 def turn_away(data: bytes, retry_after: int) -> bytes | None:
@@ -125,6 +136,22 @@ def turn_away(data: bytes, retry_after: int) -> bytes | None:
         out.append(line + tag if name in (b"to", b"t") else line)
     out += [b"Retry-After: " + str(retry_after).encode(), b"Content-Length: 0", b"", b""]
     return b"\r\n".join(out)
+
+
+def server_key(data: bytes) -> str | None:
+    """The INVITE server transaction key of an INVITE's raw bytes, as the transaction layer
+    writes it (RFC 3261 §17.2.3: branch, sent-by, method); None without an RFC 3261 branch."""
+    end = data.find(b"\r\n\r\n")
+    found = _TOP_VIA.search(data[: end if end >= 0 else len(data)])
+    if found is None:
+        return None
+    sent_by, branch = found.group(1).decode("latin-1"), found.group(2).decode("latin-1")
+    if sent_by.startswith("["):
+        host, _, rest = sent_by.partition("]")
+        host, port = host + "]", rest.lstrip(":")
+    else:
+        host, _, port = sent_by.partition(":")
+    return f"{branch}|{host.lower()}:{port}|INVITE"
 
 
 def is_refusal_ack(data: bytes) -> bool:

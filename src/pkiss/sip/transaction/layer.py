@@ -153,6 +153,10 @@ class TransactionLayer:
         # one per peer instead of keeping its own.
         self._addrs: dict[Addr, Addr] = {}
 
+    def has_server(self, key: str) -> bool:
+        """Whether a server transaction with this key (see ``_server_key``) is in progress."""
+        return key in self._servers
+
     def __len__(self) -> int:
         """Live transactions (client and server)."""
         return len(self._clients) + len(self._servers)

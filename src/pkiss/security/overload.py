@@ -42,7 +42,7 @@ class Overload:
     calls it admits."""
 
     def __init__(self, high: float = 0.05, low: float = 0.015, interval: float = 0.02,
-                 ticks: int = 3, retry_after: int = 2, backlog_high: float = 0.1,
+                 ticks: int = 5, retry_after: int = 2, backlog_high: float = 0.25,
                  backlog_low: float = 0.02) -> None:  # fmt: skip
         if not (0 < low < high and 0 < backlog_low < backlog_high):
             raise ValueError("overload thresholds: 0 < low < high")
@@ -65,25 +65,28 @@ class Overload:
     def tick(self, lateness: float, backlog: float = 0.0) -> bool:
         """A tick ran ``lateness`` seconds after it was due, the receive queues ``backlog``
         full (0 to 1): the verdict, updated. Overloaded, the share of new calls admitted
-        goes down by 15 % at each tick still over the thresholds and back up by 2 points at
-        each calm one (additive increase, multiplicative decrease: it settles where the node
-        keeps up); back to all of them, the overload is over."""
+        goes down by 15 % at each tick over the thresholds with the queue still growing, holds
+        while it drains, and goes back up by 2 points at each tick under them (additive
+        increase, multiplicative decrease: it settles where the node keeps up); back to all of
+        them with the queues empty, the overload is over."""
         lateness = max(lateness, 0.0)
         self.lag += 0.3 * (lateness - self.lag)
-        self.backlog = backlog
+        previous, self.backlog = self.backlog, backlog
         over = lateness > self.high or backlog > self.backlog_high
         if not self.active:
             self._streak = self._streak + 1 if over else 0
             if self._streak >= self.ticks:
                 self._streak = 0
                 self.active = True
-                self.share = 0.8
+                self.share = 0.95
                 self.episodes += 1
         elif over:
-            self.share = max(0.05, self.share * 0.85)
-        elif lateness < self.low and backlog < self.backlog_low:
+            if backlog >= previous or lateness > self.high:
+                self.share = max(0.05, self.share * 0.85)
+        else:
             self.share = min(1.0, self.share + 0.02)
-            self.active = self.share < 1.0
+            calm = lateness < self.low and backlog < self.backlog_low
+            self.active = self.share < 1.0 or not calm
         return self.active
 
     def admit(self) -> bool:

@@ -93,7 +93,7 @@ def test_every_scenario_has_a_counterpart_here() -> None:
     # the second dialog (a UAC straight behind would see both): test_calls.py covers it
     covered |= {"uas_fork"}
     # session timers: the 422 retried and the refresh re-INVITE are the SBC's, each leg with
-    # its own timer: test_session_timers.py covers them
+    # its own timer: test_session_timer_calls.py covers them
     covered |= {"uac_timer", "uas_timer"}
     # a T.38 switch and SDP that tells all of its sender, relayed: test_media_flavours.py and
     # test_topology.py cover them

@@ -162,10 +162,13 @@ def test_rtcp_mux_rides_the_rtp_ports_through_the_builtin_relay(
     for phone in (pair.caller, pair.callee):  # each got the other's RTCP (reports)
         phone.wait_event("CALL_RTCP", timeout=12)
     time.sleep(max(0.0, HOLD - 1))
-    media = pair.media()
     _assert_muxed_sdp(pair)
-    # RTCP crossed on the RTP ports, both ways, none through the RTCP ports
-    assert media["rtcp_muxed"] >= 2 and media["rtcp"] == media["rtcp_muxed"], media
+    # RTCP crossed on the RTP ports, both ways; a phone's very first report may still go to
+    # the RTCP port (sent before the answer told it the other side muxes): the relay carries
+    # it to the other phone's RTP port all the same
+    assert wait_for(lambda: pair.media()["rtcp_muxed"] >= 2, 10), pair.media()
+    media = pair.media()
+    assert media["rtcp"] - media["rtcp_muxed"] <= 1, media
     assert media["ignored"] == 0, media
     pair.hang_up()
 

@@ -153,8 +153,8 @@ def _media(
     listen = config.sbc.listen
     host = next((str(ep.host) for ep in listen if ":" not in str(ep.host)), "0.0.0.0")
     host6 = next((str(ep.host) for ep in listen if ":" in str(ep.host)), None)
-    relay = BuiltinRelay(host, (media.ports.low, media.ports.high), loop.add_reader,
-                         loop.remove_reader, loop.time, host6=host6, learn=media.learn)  # fmt: skip
+    relay = BuiltinRelay(host, (media.ports.low, media.ports.high), loop, host6=host6,
+                         learn=media.learn)  # fmt: skip
     log.info("media relay on %s, ports %d-%d", " and ".join(filter(None, (host, host6))),
              media.ports.low, media.ports.high)  # fmt: skip
     return relay, None

@@ -39,8 +39,7 @@ def relay_port(body: bytes) -> int:
 async def _pooled() -> tuple[int, int]:
     """A call ends; a packet to its old port finds no route; later calls reuse the pair."""
     loop = asyncio.get_running_loop()
-    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop.add_reader, loop.remove_reader,
-                         loop.time)  # fmt: skip
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop)
     a = endpoint(A_HOST)
     first = relay_port(relay.rewrite("c0", "b", offer(B_HOST, 5000), "127.0.0.1", B_HOST, 0.0))
     relay.release("c0")
@@ -63,10 +62,9 @@ def test_ended_calls_ports_are_pooled_and_reused_after_a_rest() -> None:
     assert reused == 1  # the pair served again once QUARANTINE others had rested
 
 
-async def _exchange() -> tuple[BuiltinRelay, dict[str, int]]:
+async def _exchange() -> tuple[dict[str, int], list[str], dict[str, int]]:
     loop = asyncio.get_running_loop()
-    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop.add_reader, loop.remove_reader,
-                         loop.time)  # fmt: skip
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop)
     a, b = endpoint(A_HOST), endpoint(B_HOST)
     to_b = relay.rewrite("call1", "a", offer(A_HOST, a.getsockname()[1]), "127.0.0.1", A_HOST, 0.0)
     to_a = relay.rewrite("call1", "b", offer(B_HOST, b.getsockname()[1]), "127.0.0.1", B_HOST, 0.0)
@@ -87,16 +85,18 @@ async def _exchange() -> tuple[BuiltinRelay, dict[str, int]]:
         b.recvfrom(100)
     for s in (a, b, stranger):
         s.close()
-    return relay, {"a": port_for_a, "b": port_for_b}
-
-
-def test_media_flows_both_ways_and_strangers_are_ignored() -> None:
-    relay, ports = asyncio.run(_exchange())
-    assert relay.stats["packets"] == 2 and relay.stats["ignored"] == 1
-    assert relay.idle(1.0, 60.0) == []
+    stats, idle = relay.stats, relay.idle(1.0, 60.0)
     relay.release("call1")
     assert relay.calls == {}
     relay.close()
+    await asyncio.sleep(0)  # the endpoints close their sockets at the loop's next turn
+    return stats, idle, {"a": port_for_a, "b": port_for_b}
+
+
+def test_media_flows_both_ways_and_strangers_are_ignored() -> None:
+    stats, idle, ports = asyncio.run(_exchange())
+    assert stats["packets"] == 2 and stats["ignored"] == 1
+    assert idle == []
     for port in ports.values():  # closed: they can be bound again
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", port))
@@ -142,8 +142,8 @@ async def _unsignalled(learn: Learn, times: list[float]) -> dict[str, object]:
     arrives at ``times[0]``, a stranger's at ``times[1]``, A's second at ``times[2]``."""
     loop = asyncio.get_running_loop()
     clock = [0.0]
-    relay = BuiltinRelay("127.0.0.1", (42000, 42099), loop.add_reader, loop.remove_reader,
-                         lambda: clock[0], learn=learn)  # fmt: skip
+    relay = BuiltinRelay("127.0.0.1", (42000, 42099), loop, clock=lambda: clock[0],
+                         learn=learn)  # fmt: skip
     a, b, stranger = endpoint(A_REAL), endpoint(B_HOST), endpoint("127.0.0.9")
     to_b = relay.rewrite("c", "a", offer(A_HOST, a.getsockname()[1]), "127.0.0.1", A_HOST, 0.0)
     to_a = relay.rewrite("c", "b", offer(B_HOST, b.getsockname()[1]), "127.0.0.1", B_HOST, 10.0)
@@ -202,8 +202,8 @@ def test_first_packet_a_signalled_first_packet_leaves_nothing_to_learn() -> None
 
     async def run() -> tuple[list[bytes], dict[str, int]]:
         loop = asyncio.get_running_loop()
-        relay = BuiltinRelay("127.0.0.1", (42100, 42199), loop.add_reader, loop.remove_reader,
-                             lambda: 0.5, learn="first-packet")  # fmt: skip
+        relay = BuiltinRelay("127.0.0.1", (42100, 42199), loop, clock=lambda: 0.5,
+                             learn="first-packet")  # fmt: skip
         a, b, stranger = endpoint(A_HOST), endpoint(B_HOST), endpoint("127.0.0.9")
         relay.rewrite("c", "a", offer(A_HOST, a.getsockname()[1]), "127.0.0.1", A_HOST, 0.0)
         to_a = relay.rewrite("c", "b", offer(B_HOST, b.getsockname()[1]), "127.0.0.1", B_HOST,
@@ -260,8 +260,7 @@ async def _rtcp(a_lines: tuple[str, ...], b_lines: tuple[str, ...],
     socket, 1: its RTCP socket, the one its ``a=rtcp`` names when ``a_rtcp_port``), the SDP
     each got, and the relay's counters."""
     loop = asyncio.get_running_loop()
-    relay = BuiltinRelay("127.0.0.1", (42300, 42399), loop.add_reader, loop.remove_reader,
-                         loop.time)  # fmt: skip
+    relay = BuiltinRelay("127.0.0.1", (42300, 42399), loop)
     a_rtp, b_rtp = endpoint(A_HOST), endpoint(B_HOST)
     a_rtcp = endpoint(A_HOST)
     b_rtcp = endpoint(B_HOST)
@@ -345,8 +344,8 @@ async def _changed_hands() -> tuple[bytes, list[bytes], int]:
     """A call whose B side changes hands (a transfer): the new party answers on that side
     while the old one still sends; the caller's media goes to the new party only."""
     loop = asyncio.get_running_loop()
-    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop.add_reader, loop.remove_reader,
-                         loop.time, learn="first-packet")  # fmt: skip
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop,
+                         learn="first-packet")  # fmt: skip
     caller, old, new = endpoint(A_HOST), endpoint("127.0.0.1"), endpoint("127.0.0.1")
     now = loop.time()
     to_b = relay.rewrite("c", "a", offer(A_HOST, caller.getsockname()[1]), "127.0.0.1", A_HOST,
@@ -383,8 +382,7 @@ async def _refused_reoffer(rollback: bool) -> bytes | None:
     """A re-offer from A (a new port: a T.38 switch, say) that B refuses: after the rollback
     B's media still reaches A where it listened before."""
     loop = asyncio.get_running_loop()
-    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop.add_reader, loop.remove_reader,
-                         loop.time)  # fmt: skip
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop)
     a_old, a_new, b = endpoint(A_HOST), endpoint(A_HOST), endpoint(B_HOST)
     to_b = relay.rewrite("c", "a", offer(A_HOST, a_old.getsockname()[1]), "127.0.0.1", A_HOST,
                          0.0)  # fmt: skip
@@ -542,8 +540,7 @@ async def _rtcp_received(proto: str, mux: bool) -> tuple[list[bytes], list[bytes
     then an RTP packet holding its URI; what B received on its RTCP path, what on its RTP
     path, and the relay's counters."""
     loop = asyncio.get_running_loop()
-    relay = BuiltinRelay("127.0.0.1", (42500, 42599), loop.add_reader, loop.remove_reader,
-                         loop.time)  # fmt: skip
+    relay = BuiltinRelay("127.0.0.1", (42500, 42599), loop)
     a_rtp, b_rtp = endpoint(A_HOST), endpoint(B_HOST)
     a_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     a_rtcp.bind((A_HOST, a_rtp.getsockname()[1] + 1))

@@ -50,15 +50,28 @@ for it: only a packet already known to be RTCP is read.
 Each side's pair is of that side's address family: a call may come in over IPv6 and leave
 over IPv4, its media too (the relay binds one address per family).
 
-The sockets are plain non-blocking sockets watched by the event loop (``add_reader``) from the
-moment they are bound: each packet costs one ``recvfrom`` and one ``sendto``. The pairs of an
-ended call go back to a pool, open and watched, and serve later calls (after ``QUARANTINE``
-other pairs, so that late packets of the old call have stopped): a call costs no system call
-once the pool has warmed up. Packets to a pooled socket have no route and are dropped.
+Each socket is read and written by a datagram endpoint of the event loop (uvloop's, in C):
+the socket is bound at once (``rewrite`` is synchronous) and its endpoint opened by a task at
+the loop's next turn; what arrives before waits in the socket's buffer, and what must go out
+of it before goes through the socket itself. A packet costs one ``datagram_received`` call
+of the port it came to: it checks the source against the side's (attribute reads, no lookup
+by descriptor), latches the side on its first packet, and hands the packet to the other
+side's transport. RTCP (on its own port, or muxed and told apart by its second byte) takes a
+slower path of its own. A transport whose buffer fills (``pause_writing``) drops what it is
+given until it drains, as a full socket would: RTP tolerates loss, not delay. Each port counts
+the packets and octets it relayed in plain integers; ``stats`` adds them up, and ``idle``
+notes when a call's counts last moved: a call's last packet is known to within the interval
+between two ``idle`` calls (in the server, a quarter of ``media.timeout``, 0.5 to 5 s).
+
+The pairs of an ended call go back to a pool, endpoints open, and serve later calls (after
+``QUARANTINE`` other pairs, so that late packets of the old call have stopped): a call costs
+no system call once the pool has warmed up. Packets to a pooled socket have no route and are
+dropped (``ignored``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import hashlib
@@ -69,7 +82,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..sdp import SdpError, parse_sdp
 from .engine import MediaError
@@ -79,7 +92,6 @@ __all__ = ["LEARN_WINDOW", "BuiltinRelay", "Learn", "cname_pseudonym", "private_
 log = logging.getLogger("pkiss.media")
 
 _OTHER = {"a": "b", "b": "a"}
-_READ_BURST = 32  # packets read per wake-up, at most
 QUARANTINE = 32
 """Port pairs that rest in the pool before another call gets one of them."""
 LEARN_WINDOW = 3.0
@@ -87,8 +99,6 @@ LEARN_WINDOW = 3.0
 signalled (rtpengine's delayed learning waits as long)."""
 
 Learn = Literal["signalled", "first-packet"]
-
-_Pair = tuple[socket.socket, socket.socket, int]
 
 _PLAIN_RTP = frozenset({"RTP/AVP", "RTP/AVPF"})
 """SDP protocols whose RTCP is plain (RFC 3551, RFC 4585): the relay may read and rewrite it."""
@@ -98,15 +108,198 @@ _KEPT_ITEMS = frozenset({12, 13, 15})
 """SDES items that name no party and that receivers need: RtpStreamId, RepairedRtpStreamId
 (RFC 8852), MID (RFC 8843): identifiers the SDP negotiated."""
 
+_SEND_ERRORS = (OSError, ValueError, TypeError)
+"""What sending to a destination an SDP named may raise (a full buffer, an unreachable or
+malformed address): RTP tolerates loss, the packet is dropped."""
 
-@dataclass(slots=True)
+
+class _Port(asyncio.DatagramProtocol):
+    """One relay socket and the protocol of its datagram endpoint: what it receives comes from
+    the side its pair faces (``side``, None while pooled) and leaves through the other side's
+    pair. ``transport`` is the endpoint's, None until it is open (or while its buffer is
+    full): until then the port sends through its socket, and what it receives waits in the
+    socket's buffer. ``packets`` and ``octets`` count what it received and relayed."""
+
+    __slots__ = ("_transport", "closed", "octets", "opening", "packets", "paused", "relay",
+                 "side", "sock", "task", "transport")  # fmt: skip
+
+    def __init__(self, relay: BuiltinRelay, sock: socket.socket) -> None:
+        self.relay = relay
+        self.sock = sock
+        self.side: _Side | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.opening = False
+        self.closed = False
+        self.paused = False
+        self.packets = 0
+        self.octets = 0
+
+    # ------------------------------------------------------------------- endpoint
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        datagrams = cast(asyncio.DatagramTransport, transport)
+        self._transport = datagrams
+        if self.closed:  # the relay closed while the endpoint was being opened
+            datagrams.close()
+        elif not self.paused:
+            self.transport = datagrams
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = self._transport = None
+        if not self.closed:
+            log.warning("relay port %s closed: %s", self.local, exc)
+
+    def pause_writing(self) -> None:
+        """The socket's send buffer and the transport's are full: drop, as a full socket
+        buffer would, rather than queue."""
+        self.paused = True
+        self.transport = None
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.transport = self._transport
+
+    @property
+    def local(self) -> str:
+        try:
+            host, port = self.sock.getsockname()[:2]
+        except OSError:
+            return "?"
+        return f"{host}:{port}"
+
+    def send(self, data: bytes, dest: Any) -> bool:
+        """``data`` out of this port to ``dest``: False when it could not go."""
+        transport = self.transport
+        try:
+            if transport is not None:
+                transport.sendto(data, dest)
+            elif self.paused or self.closed:
+                return False
+            else:
+                self.sock.sendto(data, dest)
+        except _SEND_ERRORS:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        self.side = None
+        if self._transport is not None:
+            try:
+                self._transport.close()  # and its socket, at the loop's next turn
+            except RuntimeError:  # the loop is closed: nothing will run that turn
+                self.sock.close()
+        elif not self.opening:  # the endpoint's task has not started: it never will
+            if self.task is not None:
+                self.task.cancel()
+            self.sock.close()
+        # else: the endpoint is being opened; connection_made closes it
+        self.transport = None
+
+    def _accepts(self, side: _Side, addr: Any) -> bool:
+        """Whether a packet from ``addr`` is ``side``'s (see the module)."""
+        if side.peer is None or (side.replaced is not None and addr[:2] == side.replaced):
+            return False
+        host = addr[0]
+        return host in side.hosts or host == side.learned or self.relay._learns(side, host)
+
+
+class _RtpPort(_Port):
+    __slots__ = ()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        """A packet from one side to its RTP port: out of the other side's RTP port (the
+        path every RTP packet takes: nothing but attribute reads and the send)."""
+        side = self.side
+        if side is None:
+            self.relay.ignored += 1
+            return
+        peer = side.peer
+        if peer is None:
+            self.relay.ignored += 1
+            return
+        host = addr[0]
+        if (
+            side.replaced is not None or (host not in side.hosts and host != side.learned)
+        ) and not self._accepts(side, addr):  # a stranger, the party replaced, or learned
+            self.relay.ignored += 1
+            return
+        if not side.latched:
+            side.latch(addr)
+        if side.mux and len(data) > 1 and 192 <= data[1] <= 223:
+            self._muxed_rtcp(side, peer, data)
+            return
+        dest = peer.dest[0]
+        if dest is None:
+            return
+        out = peer.rtp
+        transport = out.transport
+        if transport is not None:
+            try:
+                transport.sendto(data, dest)
+            except _SEND_ERRORS:
+                return
+        elif not out.send(data, dest):
+            return
+        self.packets += 1
+        self.octets += len(data)
+
+    def _muxed_rtcp(self, side: _Side, peer: _Side, data: bytes) -> None:
+        """RTCP muxed on the RTP port (RFC 5761): out of the other side's RTP port."""
+        relay = self.relay
+        if side.plain:
+            data = relay._private(data, side.secret)
+        dest = peer.dest[0]
+        if dest is None or not peer.rtp.send(data, dest):
+            return
+        self.packets += 1
+        self.octets += len(data)
+        relay.rtcp += 1
+        relay.rtcp_muxed += 1
+
+
+class _RtcpPort(_Port):
+    __slots__ = ()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        """RTCP from one side to its RTCP port: out of the other side's RTCP port, or of its
+        RTP port when both sides mux."""
+        side = self.side
+        relay = self.relay
+        if side is None or not self._accepts(side, addr):
+            relay.ignored += 1
+            return
+        peer = side.peer
+        assert peer is not None
+        if side.learned is None and side.learn_until:
+            side.learned = addr[0]  # a signalled host's first packet: nothing else is learned
+        side.dest[1] = addr[:2]
+        if side.plain:
+            data = relay._private(data, side.secret)
+        muxed = side.mux and peer.mux  # RFC 5761: both mux, all on RTP
+        dest = peer.dest[0 if muxed else 1]
+        if dest is None or not (peer.rtp if muxed else peer.rtcp).send(data, dest):
+            return
+        self.packets += 1
+        self.octets += len(data)
+        relay.rtcp += 1
+
+
+_Pair = tuple[_RtpPort, _RtcpPort, int]
+
+
+@dataclass(slots=True, eq=False)
 class _Side:
     """The socket pair facing one side, and where that side receives."""
 
-    rtp: socket.socket
-    rtcp: socket.socket
+    rtp: _RtpPort
+    rtcp: _RtcpPort
     port: int
     family: int
+    call: str = ""
+    name: str = ""
+    peer: _Side | None = None  # the pair facing the other side of the stream, once taken
     dest: list[Any] = field(default_factory=lambda: [None, None])  # RTP, RTCP (host, port)
     hosts: tuple[str, ...] = ()  # sources this side's media may come from
     latched: bool = False
@@ -116,6 +309,14 @@ class _Side:
     replaced: Any = None  # (host, port) of the party this side had before it changed hands
     plain: bool = False  # its SDP's protocol is plain RTP: its RTCP is read and rewritten
     secret: bytes = b""  # the call's key for CNAME pseudonyms (_Call.secret)
+
+    def latch(self, addr: Any) -> None:
+        """This side's first RTP packet since its SDP: its media goes back where it came
+        from (symmetric RTP)."""
+        if self.learned is None and self.learn_until:
+            self.learned = addr[0]  # a signalled host's first packet: nothing else is learned
+        self.dest[0] = addr[:2]
+        self.latched = True
 
 
 _Agreed = tuple[list[Any], tuple[str, ...], bool, bool, str | None, float, Any, bool]
@@ -135,6 +336,7 @@ class _Call:
     offered: dict[str, list[_Agreed | None]] = field(default_factory=dict)
     last_packet: float | None = None
     started: float = 0.0
+    seen: int = 0  # its ports' packet counters, added up, when idle() last looked
     # the key of this call's CNAME pseudonyms: nothing links them to another call's
     secret: bytes = field(default_factory=lambda: os.urandom(16))
 
@@ -148,15 +350,16 @@ class BuiltinRelay:
         self,
         host: str,
         ports: tuple[int, int],
-        add_reader: Callable[..., Any] | None = None,
-        remove_reader: Callable[[int], Any] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
         clock: Callable[[], float] | None = None,
         host6: str | None = None,
-        *,
         learn: Learn = "signalled",
     ) -> None:
-        """``clock`` (default: ``time.monotonic``) must count in the time of the ``now``
-        given to ``rewrite``; ``learn``: which sources are accepted (see the module)."""
+        """``loop``: the event loop whose datagram endpoints read the relay's sockets (None,
+        or a loop that opens none: the sockets are bound, and nobody reads them). ``clock``
+        (default: ``loop.time``, else ``time.monotonic``) must count in the time of the
+        ``now`` given to ``rewrite``; ``learn``: which sources are accepted (see the module)."""
         if learn not in ("signalled", "first-packet"):
             raise ValueError(f"learn must be signalled or first-packet, not {learn!r}")
         self.learn = learn
@@ -167,17 +370,31 @@ class BuiltinRelay:
         self.port_min = ports[0] + ports[0] % 2  # RTP on even ports (RFC 3550 §11)
         self.port_max = ports[1]
         self._next = {4: self.port_min, 6: self.port_min}
-        self._add_reader = add_reader
-        self._remove_reader = remove_reader
-        self._clock = clock
+        self._loop = loop if hasattr(loop, "create_datagram_endpoint") else None
+        self._clock = clock or (loop.time if loop is not None else time.monotonic)
         self.calls: dict[str, _Call] = {}
-        self.stats = {"packets": 0, "bytes": 0, "ignored": 0, "learned": 0, "rtcp": 0,
-                      "rtcp_muxed": 0, "rtcp_rewritten": 0}  # fmt: skip
-        # socket fd -> (call, its stream, the side it faces, 0 RTP / 1 RTCP)
-        self._routes: dict[int, tuple[str, dict[str, _Side], str, int]] = {}
-        # pairs of ended calls per family, sockets open and watched, oldest first
+        # counters of the rarer events; packets and bytes are counted by each port
+        self.ignored = self.learned = self.rtcp = self.rtcp_muxed = self.rtcp_rewritten = 0
+        self._closed_counts = [0, 0]  # packets, bytes of the ports closed
+        self._ports: list[_Port] = []  # every port bound: in calls or pooled
+        # socket fd -> its port, for the ports of calls in progress
+        self._routes: dict[int, _Port] = {}
+        # pairs of ended calls per family, endpoints open, oldest first
         self._free: dict[int, deque[_Pair]] = {4: deque(), 6: deque()}
         self._bound: dict[int, set[int]] = {4: set(), 6: set()}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """``packets`` and ``bytes`` relayed (RTP and RTCP), ``ignored`` (from no side's
+        source, or to a pooled port), ``learned`` (first-packet), ``rtcp``, ``rtcp_muxed``,
+        ``rtcp_rewritten`` (see the module)."""
+        packets, octets = self._closed_counts
+        for port in self._ports:
+            packets += port.packets
+            octets += port.octets
+        return {"packets": packets, "bytes": octets, "ignored": self.ignored,
+                "learned": self.learned, "rtcp": self.rtcp, "rtcp_muxed": self.rtcp_muxed,
+                "rtcp_rewritten": self.rtcp_rewritten}  # fmt: skip
 
     # ------------------------------------------------------------------------ signalling
     def rewrite(self, call: str, side: str, body: bytes, address: str, peer_host: str,
@@ -247,33 +464,51 @@ class BuiltinRelay:
         return 2 * sum(len(ports) for ports in self._bound.values())
 
     def release(self, call: str) -> None:
-        """The call's port pairs go back to the pool, sockets open and watched: a packet that
-        still comes to them finds no route and is dropped."""
+        """The call's port pairs go back to the pool, endpoints open: a packet that still
+        comes to them finds no route and is dropped."""
         state = self.calls.pop(call, None)
         if state is None:
             return
         for stream in state.streams:
             for side in stream.values():
-                for sock in (side.rtp, side.rtcp):
-                    self._routes.pop(sock.fileno(), None)
+                side.peer = None
+                for port in (side.rtp, side.rtcp):
+                    port.side = None
+                    self._routes.pop(port.sock.fileno(), None)
                 self._free[side.family].append((side.rtp, side.rtcp, side.port))
 
     def close(self) -> None:
-        """Stop: every socket of the pool and of the calls is closed."""
+        """Stop: every socket of the pool and of the calls is closed (an endpoint's socket
+        once the loop has run the endpoint's closing)."""
         for key in list(self.calls):
             self.release(key)
         for free in self._free.values():
             while free:
                 rtp, rtcp, _ = free.popleft()
-                for sock in (rtp, rtcp):
-                    if self._remove_reader is not None:
-                        self._remove_reader(sock.fileno())
-                    sock.close()
+                for port in (rtp, rtcp):
+                    self._closed_counts[0] += port.packets
+                    self._closed_counts[1] += port.octets
+                    port.close()
+        self._ports.clear()
+        for bound in self._bound.values():
+            bound.clear()
 
     def idle(self, now: float, timeout: float) -> list[str]:
-        return [key for key, state in self.calls.items()
-                if now - (state.last_packet if state.last_packet is not None else state.started)
-                >= timeout]  # fmt: skip
+        """(a call's last packet is known to within the interval between two calls of
+        ``idle``: the ports count packets, ``idle`` notes when a call's counts moved)"""
+        found = []
+        for key, state in self.calls.items():
+            count = 0
+            for stream in state.streams:
+                for side in stream.values():
+                    count += side.rtp.packets + side.rtcp.packets
+            if count != state.seen:
+                state.seen = count
+                state.last_packet = now
+            last = state.last_packet if state.last_packet is not None else state.started
+            if now - last >= timeout:
+                found.append(key)
+        return found
 
     # ----------------------------------------------------------------------------- ports
     def _side(self, call: str, stream: dict[str, _Side], name: str, family: int) -> _Side:
@@ -282,9 +517,16 @@ class BuiltinRelay:
         if side is not None:
             return side
         side = stream[name] = self._take_pair(family)
-        side.secret = self.calls[call].secret
-        self._routes[side.rtp.fileno()] = (call, stream, name, 0)
-        self._routes[side.rtcp.fileno()] = (call, stream, name, 1)
+        state = self.calls[call]
+        side.secret = state.secret
+        side.call, side.name = call, name
+        peer = stream.get(_OTHER[name])
+        if peer is not None:
+            side.peer, peer.peer = peer, side
+        for port in (side.rtp, side.rtcp):
+            port.side = side
+            self._routes[port.sock.fileno()] = port
+            state.seen += port.packets  # what the pair relayed before is not this call's
         return side
 
     def _take_pair(self, family: int) -> _Side:
@@ -327,91 +569,53 @@ class BuiltinRelay:
             rtp.setblocking(False)
             rtcp.setblocking(False)
             bound.add(port)
-            if self._add_reader is not None:
-                for sock in (rtp, rtcp):
-                    self._add_reader(sock.fileno(), self._readable, sock)
-            return _Side(rtp, rtcp, port, family)
+            pair = _RtpPort(self, rtp), _RtcpPort(self, rtcp)
+            for one in pair:
+                self._ports.append(one)
+                self._open(one)
+            return _Side(*pair, port, family)
         raise MediaError(f"no free port pair in {self.port_min}-{self.port_max}")
 
-    # --------------------------------------------------------------------------- packets
-    def _readable(self, sock: socket.socket) -> None:
-        """Packets from one side (on its socket), out to the other side through the other
-        side's socket of the same kind; nothing routed (a pooled socket): dropped."""
-        stats = self.stats
-        route = self._routes.get(sock.fileno())
-        forwarded = False
-        for _ in range(_READ_BURST):
-            try:
-                data, source = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            if route is None:
-                stats["ignored"] += 1
-                continue
-            key, stream, name, which = route
-            side = stream[name]
-            peer = stream.get(_OTHER[name])
-            host = source[0]
-            if (
-                peer is None or source[:2] == side.replaced
-                or not (host in side.hosts or host == side.learned
-                        or self._learns(key, name, side, host))
-            ):  # fmt: skip
-                stats["ignored"] += 1
-                continue
-            if side.learned is None and side.learn_until:
-                side.learned = host  # a signalled host's first packet: nothing else is learned
-            if which == 0:
-                if not side.latched:
-                    side.dest[0] = source[:2]
-                    side.latched = True
-                rtcp = side.mux and len(data) > 1 and 192 <= data[1] <= 223
-                if rtcp and side.plain:
-                    data = self._private(data, side.secret)
-            else:
-                side.dest[1] = source[:2]
-                rtcp = True
-                if side.plain:
-                    data = self._private(data, side.secret)
-            out = 0 if side.mux and peer.mux else which  # RFC 5761: both mux, all on RTP
-            dest = peer.dest[out]
-            if dest is None:
-                continue
-            try:
-                (peer.rtcp if out else peer.rtp).sendto(data, dest)
-            except OSError:
-                continue  # a full buffer or an unreachable port: RTP tolerates loss
-            stats["packets"] += 1
-            stats["bytes"] += len(data)
-            if rtcp:
-                stats["rtcp"] += 1
-                stats["rtcp_muxed"] += 1 - which
-            forwarded = True
-        if forwarded and self._clock is not None and route is not None:
-            state = self.calls.get(route[0])
-            if state is not None:
-                state.last_packet = self._clock()
+    def _open(self, port: _Port) -> None:
+        """Give ``port`` its datagram endpoint (a task: the loop opens it at its next turn;
+        packets wait in the socket's buffer until then)."""
+        loop = self._loop
+        if loop is None:
+            return
 
+        async def opening() -> None:
+            port.opening = True
+            try:
+                await loop.create_datagram_endpoint(lambda: port, sock=port.sock)
+            except Exception as exc:  # the socket stays, unread: its packets are lost
+                port.opening = False
+                log.error("relay port %s: no endpoint: %s", port.local, exc)
+                if port.closed:
+                    port.sock.close()
+            finally:
+                port.task = None
+
+        port.task = loop.create_task(opening())
+
+    # --------------------------------------------------------------------------- packets
     def _private(self, data: bytes, secret: bytes) -> bytes:
         """A plain RTCP packet with nothing of its sender's left (see the module)."""
         out = private_rtcp(data, secret)
         if out is not data:
-            self.stats["rtcp_rewritten"] += 1
+            self.rtcp_rewritten += 1
         return out
 
-    def _learns(self, call: str, name: str, side: _Side, host: str) -> bool:
+    def _learns(self, side: _Side, host: str) -> bool:
         """first-packet: whether ``host``, not signalled, is taken as this side's source (its
         first packet, within the window)."""
         if side.learned is not None or not side.learn_until:
             return False
-        if (self._clock or time.monotonic)() >= side.learn_until:
+        if self._clock() >= side.learn_until:
             return False
         side.learned = host
-        self.stats["learned"] += 1
-        log.debug("call %s: side %s's media learned from %s (signalled: %s)", call, name, host,
-                  ", ".join(side.hosts))  # fmt: skip
+        self.learned += 1
+        log.debug("call %s: side %s's media learned from %s (signalled: %s)", side.call,
+                  side.name, host, ", ".join(side.hosts))  # fmt: skip
         return True
 
 

@@ -349,6 +349,7 @@ class Calls:
         else:
             call.late_ack = b
             call.late_ack_cseq = response.cseq.seq if response.cseq else b.local_cseq
+        b.invite = None  # answered: nothing reads it again (a held call's memory is its state)
         call.a.confirmed = True
         peer = call.peers.get(b.peer)
         b.timer = answer_of(response, peer.session_timer if peer is not None else None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from functools import lru_cache
 
 from ..sip.dialog import Dialog
 from ..sip.errors import ParseError
@@ -99,16 +100,25 @@ def _address_of(text: str, latched: Addr, routed: bool) -> Addr:
     if not isinstance(uri, SipURI):
         return latched
     host = uri.host_address
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    private = _private(host)
+    if private is None:
         return latched  # a name: no DNS on the call path
     transport = uri.transport or ("tls" if uri.scheme == "sips" else latched.transport)
     if transport not in ("udp", "tcp", "tls"):
         return latched
-    if ip.is_private and not ipaddress.ip_address(latched.host).is_private:
+    if private and not _private(latched.host):
         return latched  # a private address seen from a public one: behind NAT
     if transport != "udp" and not routed and host == latched.host:
         return latched  # the connection the peer opened, reused
     port = uri.port or (5061 if transport == "tls" else 5060)
     return Addr(transport, host, port)
+
+
+@lru_cache(maxsize=4096)
+def _private(host: str) -> bool | None:
+    """Whether the IP address ``host`` is private; None for a name. Cached: two legs a call
+    ask it of the same few peer addresses."""
+    try:
+        return ipaddress.ip_address(host).is_private
+    except ValueError:
+        return None

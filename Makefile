@@ -48,6 +48,7 @@ test: install-test lint
 
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/relay.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

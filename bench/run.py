@@ -60,6 +60,7 @@ FULL = {
     "rss_calls": 2000,
     "rss_rate": 200.0,
     "settle": 35.0,
+    "soak": 240.0,
 }
 QUICK = {
     "rates": [200, 400],
@@ -70,6 +71,7 @@ QUICK = {
     "rss_calls": 300,
     "rss_rate": 200.0,
     "settle": 3.0,
+    "soak": 0.0,
 }
 
 
@@ -585,6 +587,8 @@ class Latency:
     log_n: int = 0
     log_p50_ms: float | None = None
     log_p99_ms: float | None = None
+    log_p999_ms: float | None = None
+    log_max_ms: float | None = None
     log_mean_ms: float | None = None
     other_cpu_pct: float = 0.0
     udp_drops: dict[str, int] = field(default_factory=dict)
@@ -659,10 +663,13 @@ def run_latency(
     result.log_n = len(fine)
     result.log_p50_ms = percentile(fine, 50)
     result.log_p99_ms = percentile(fine, 99)
+    result.log_p999_ms = percentile(fine, 99.9)
+    result.log_max_ms = max(fine) if fine else None
     result.log_mean_ms = sum(fine) / len(fine) if fine else None
     log(
         f"{mode}: latency p50/p99 {_ms(result.rtt_p50_ms)}/{_ms(result.rtt_p99_ms)} ms (rtt), "
-        f"{_ms(result.log_p50_ms, 2)}/{_ms(result.log_p99_ms, 2)} ms (message log), "
+        f"{_ms(result.log_p50_ms, 2)}/{_ms(result.log_p99_ms, 2)} ms (message log; p99.9 "
+        f"{_ms(result.log_p999_ms, 2)}, max {_ms(result.log_max_ms, 2)}), "
         f"{result.successful}/{calls} calls ok"
     )
     return result
@@ -897,6 +904,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "   SIPp message log (µs stamps), ms",
         lambda n: _pair(lat[n].log_p50_ms, lat[n].log_p99_ms, 2),
     )
+    row(
+        "   same, p99.9 / max, ms",
+        lambda n: _pair(lat[n].log_p999_ms, lat[n].log_max_ms, 2),
+    )
     row("   calls ok", lambda n: f"{lat[n].successful} of {lat[n].calls}")
     row(f"3. RSS, {mem0.calls} calls up, measured on", lambda n: mem[n].process)
     row(
@@ -914,6 +925,21 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "   calls up after ramp / at plateau",
         lambda n: f"{mem[n].up_after_ramp} / {mem[n].up_at_plateau}",
     )
+    if "soak" in results["pkiss"]:
+        soak = Latency(**results["pkiss"]["soak"])
+        row(f"4. soak, {soak.rate:g} calls/s for {soak.calls / soak.rate:.0f} s", lambda n: "")
+        row(
+            "   message log p50 / p99",
+            lambda n: _pair(soak.log_p50_ms, soak.log_p99_ms, 2) if n == "pkiss" else "-",
+        )
+        row(
+            "   message log p99.9 / max",
+            lambda n: _pair(soak.log_p999_ms, soak.log_max_ms, 2) if n == "pkiss" else "-",
+        )
+        row(
+            "   calls ok",
+            lambda n: f"{soak.successful} of {soak.calls}" if n == "pkiss" else "-",
+        )
     out.append(
         f"summary (latency: {lat0.calls} calls; memory: {mem0.calls} calls ramped at "
         f"{mem0.rate:g} calls/s, held {mem0.hold_ms / 1000:g} s)"
@@ -971,6 +997,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help="run a failed step again, up to N times, when other processes used the CPU (2)",
     )
+    p.add_argument(
+        "--soak",
+        type=float,
+        metavar="S",
+        help="pkiss only: a latency run of S seconds at half the highest rate held, p99.9 and "
+        "max included (240; 0: none)",
+    )
+    p.add_argument("--soak-rate", type=float, help="calls/s of the soak instead of half the held")
     p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL
@@ -1000,13 +1034,19 @@ def measure(
         mode, args.latency_rate, args.latency_duration, args.hold, workdir / "latency", env
     )
     memory = run_memory(mode, args.rss_calls, args.rss_rate, args.settle, workdir / "memory", env)
-    return {
+    out = {
         "duration": args.duration,
         "steps": [asdict(s) for s in steps],
         "highest_rate_held": highest_held(steps),
         "latency": asdict(latency),
         "memory": asdict(memory),
     }
+    held = highest_held(steps)
+    soak_rate = args.soak_rate or (held / 2 if held else None)
+    if mode == "pkiss" and args.soak > 0 and soak_rate:
+        soak = run_latency(mode, soak_rate, args.soak, args.hold, workdir / "soak", env)
+        out["soak"] = asdict(soak)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

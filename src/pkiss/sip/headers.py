@@ -142,9 +142,28 @@ _PARAM = re.compile(
 )
 
 
+# The common shape: no white space, no quoted string; split as it is, without the loop below.
+_SIMPLE_PARAMS = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)+\Z")
+
+
+def _split_params(text: str) -> Params:
+    """``text`` matched by ``_SIMPLE_PARAMS``."""
+    out: list[tuple[str, str | None]] = []
+    for part in text[1:].split(";"):
+        name, eq, value = part.partition("=")
+        out.append((name, value if eq else None))
+    return tuple(out)
+
+
 def parse_params(text: str) -> Params:
     """Parse ``;name[=value]...`` (generic-param, RFC 3261 §25.1) with white space allowed
     around ``;`` and ``=``. Values may be tokens, hosts (IPv6 too) or quoted strings."""
+    if _SIMPLE_PARAMS.match(text):
+        return _split_params(text)
+    return _parse_params_general(text)
+
+
+def _parse_params_general(text: str) -> Params:
     out: list[tuple[str, str | None]] = []
     pos = 0
     n = len(text)
@@ -214,7 +233,35 @@ class Via:
         return self.host, self.port
 
 
+# What nearly every Via looks like: ``SIP/2.0/UDP host[:port];params``, nothing quoted, no
+# white space but the one space; anything else takes the general path.
+_VIA_SIMPLE = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]+))?"
+    r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)*)\Z"
+)
+
+
 def _parse_via(value: str) -> Via:
+    m = _VIA_SIMPLE.match(value)
+    if m is not None:
+        transport, host, port, params_text = m.groups()
+        parse_host(host)  # validate (IPv6 literal, hostname)
+        port_number: int | None = None
+        if port is not None:
+            digits = port.lstrip("0")
+            if len(digits) > 5 or (port_number := int(digits or "0")) > 65535:
+                raise ParseError("bad Via port")
+        if not params_text:
+            return Via(transport.upper(), host, port_number, ())
+        params = _split_params(params_text)
+        for k, v in params:
+            if not v and k.lower() == "branch":
+                raise ParseError("empty Via branch")
+        return Via(transport.upper(), host, port_number, params)
+    return _parse_via_general(value)
+
+
+def _parse_via_general(value: str) -> Via:
     m = _VIA.match(value)
     if m is None:
         raise ParseError("bad Via")

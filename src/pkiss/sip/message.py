@@ -4,7 +4,9 @@ A message is a start line, an ordered list of header fields and a body. Header n
 in their canonical long form (``v`` becomes ``Via``); values as received, unfolded. The
 structured headers the core needs (Via, From, To, Call-ID, CSeq, Contact, Route, Record-Route,
 Max-Forwards) are parsed on first use and cached; ``validate()`` parses them all at once, which
-the parser does for every message it accepts.
+the parser does for every message it accepts. The index of header values by lower-case name is
+built on first use too (the parser hands over the one it built while reading the lines): a
+message the node builds and only sends never needs it.
 
 Messages are treated as immutable: derive a new one with ``replace()``. A message that came off
 the wire keeps its bytes in ``raw`` and serialises to exactly those bytes until replaced.
@@ -39,6 +41,7 @@ _CALLID = re.compile(
 _DIGITS = re.compile(r"[0-9]+\Z")
 _UNSET: object = object()
 _LOWER: dict[str, str] = {}
+_CONTENT_LENGTH = ("content-length", "l")
 
 # Reason phrases we send (RFC 3261 §21 and later RFCs).
 _REASONS = {
@@ -56,6 +59,14 @@ _REASONS = {
     600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
 }  # fmt: skip
+
+
+def _max_forwards(value: str) -> int:
+    # RFC 3261 §20.22: 0-255; the length is checked before int() sees thousands of digits.
+    digits = value.lstrip("0")
+    if len(digits) > 3 or not _DIGITS.match(value) or int(digits or "0") > 255:
+        raise ParseError("bad Max-Forwards")
+    return int(digits or "0")
 
 
 def reason_phrase(status: int) -> str:
@@ -80,10 +91,30 @@ class Message:
         "raw",
     )
 
-    def __init__(self, headers: Sequence[Header], body: bytes = b"", raw: bytes | None = None):
+    def __init__(
+        self,
+        headers: Sequence[Header],
+        body: bytes = b"",
+        raw: bytes | None = None,
+        index: dict[str, list[str]] | None = None,
+    ):
+        """``index``, when given, must be ``headers``' values by lower-case name, in order
+        (the parser builds it as it reads); it is built on first use otherwise."""
         self.headers: tuple[Header, ...] = tuple(headers)
         self.body = body
         self.raw = raw
+        self._index = index
+        self._via: list[Via] | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
+        self._cseq: CSeq | None = None
+        self._call_id: object = _UNSET
+        self._contact: list[NameAddr] | None = None
+        self._route: list[NameAddr] | None = None
+        self._record_route: list[NameAddr] | None = None
+
+    # -------------------------------------------------------------------- generic header access
+    def _make_index(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}
         lower = _LOWER
         for name, value in self.headers:
@@ -98,31 +129,42 @@ class Message:
             else:
                 values.append(value)
         self._index = index
-        self._via: list[Via] | None = None
-        self._from: NameAddr | None = None
-        self._to: NameAddr | None = None
-        self._cseq: CSeq | None = None
-        self._call_id: object = _UNSET
-        self._contact: list[NameAddr] | None = None
-        self._route: list[NameAddr] | None = None
-        self._record_route: list[NameAddr] | None = None
+        return index
 
-    # -------------------------------------------------------------------- generic header access
+    def _lines(self, name: str) -> list[str] | None:
+        """The values of that name (any case), or None: the index's own list, not a copy."""
+        index = self._index
+        if index is None:
+            index = self._make_index()
+        values = index.get(name)  # callers mostly ask in lower case already
+        if values is None:
+            key = name.lower()
+            if key != name:
+                values = index.get(key)
+        return values
+
     def header(self, name: str) -> str | None:
         """First value of a header field (by canonical name, case-insensitive), or None."""
-        values = self._index.get(name.lower())
+        values = self._lines(name)
         return values[0] if values else None
 
     def header_lines(self, name: str) -> list[str]:
         """Every field value of that name, one per header line, in order."""
-        return list(self._index.get(name.lower(), ()))
+        values = self._lines(name)
+        return list(values) if values else []
 
     def values(self, name: str) -> list[str]:
         """Every comma-separated value of a list header, across all its lines. A line with no
         value is no value for the headers whose grammar allows it (``Supported:``, see
         ``EMPTY_LISTS``) and a ``ParseError`` for the others, as is an empty element."""
-        key = name.lower()
-        lines = self._index.get(key)
+        return self._split(name.lower())
+
+    def _split(self, key: str) -> list[str]:
+        """``values()`` by lower-case name."""
+        index = self._index
+        if index is None:
+            index = self._make_index()
+        lines = index.get(key)
         if not lines:
             return []
         if len(lines) == 1:
@@ -142,11 +184,20 @@ class Message:
             out.extend(split_commas(line))
         return out
 
+    def _first(self, key: str) -> str | None:
+        """``header()`` by lower-case name."""
+        index = self._index
+        if index is None:
+            index = self._make_index()
+        values = index.get(key)
+        return values[0] if values else None
+
     def count(self, name: str) -> int:
-        return len(self._index.get(name.lower(), ()))
+        values = self._lines(name)
+        return len(values) if values else 0
 
     def has(self, name: str) -> bool:
-        return name.lower() in self._index
+        return self._lines(name) is not None
 
     # --------------------------------------------------------------------- structured headers
     def seed_via(self, via: list[Via]) -> None:
@@ -155,90 +206,132 @@ class Message:
 
     @property
     def via(self) -> list[Via]:
-        if self._via is None:
-            self._via = [parse_via(v) for v in self.values("via")]
-        return self._via
+        via = self._via
+        if via is None:
+            values = self._split("via")
+            via = [parse_via(values[0])] if len(values) == 1 else [parse_via(v) for v in values]
+            self._via = via
+        return via
 
     @property
     def top_via(self) -> Via | None:
-        via = self.via
+        via = self._via
+        if via is None:
+            via = self.via
         return via[0] if via else None
 
     @property
     def from_(self) -> NameAddr | None:
-        if self._from is None:
-            value = self.header("from")
+        found = self._from
+        if found is None:
+            value = self._first("from")
             if value is None:
                 return None
-            self._from = parse_name_addr(value)
-        return self._from
+            found = self._from = parse_name_addr(value)
+        return found
 
     @property
     def to(self) -> NameAddr | None:
-        if self._to is None:
-            value = self.header("to")
+        found = self._to
+        if found is None:
+            value = self._first("to")
             if value is None:
                 return None
-            self._to = parse_name_addr(value)
-        return self._to
+            found = self._to = parse_name_addr(value)
+        return found
 
     @property
     def call_id(self) -> str | None:
-        if self._call_id is _UNSET:
-            value = self.header("call-id")
+        found = self._call_id
+        if found is _UNSET:
+            value = self._first("call-id")
             if value is not None and not _CALLID.match(value):
                 raise ParseError("bad Call-ID")
-            self._call_id = value
-        return self._call_id  # type: ignore[return-value]
+            self._call_id = found = value
+        return found  # type: ignore[return-value]
 
     @property
     def cseq(self) -> CSeq | None:
-        if self._cseq is None:
-            value = self.header("cseq")
+        found = self._cseq
+        if found is None:
+            value = self._first("cseq")
             if value is None:
                 return None
-            self._cseq = parse_cseq(value)
-        return self._cseq
+            found = self._cseq = parse_cseq(value)
+        return found
 
     @property
     def contact(self) -> list[NameAddr]:
-        if self._contact is None:
-            contact = [parse_name_addr(v, allow_star=True) for v in self.values("contact")]
-            # Contact = STAR / contact-param list (RFC 3261 §25.1): "*" stands alone
-            if len(contact) > 1 and any(c.star for c in contact):
-                raise ParseError("Contact * with other contacts")
-            self._contact = contact
-        return self._contact
+        found = self._contact
+        if found is None:
+            values = self._split("contact")
+            if len(values) == 1:
+                found = [parse_name_addr(values[0], allow_star=True)]
+            else:
+                found = [parse_name_addr(v, allow_star=True) for v in values]
+                # Contact = STAR / contact-param list (RFC 3261 §25.1): "*" stands alone
+                if len(found) > 1 and any(c.star for c in found):
+                    raise ParseError("Contact * with other contacts")
+            self._contact = found
+        return found
 
     @property
     def route(self) -> list[NameAddr]:
-        if self._route is None:
-            self._route = [parse_name_addr(v) for v in self.values("route")]
-        return self._route
+        found = self._route
+        if found is None:
+            found = self._route = [parse_name_addr(v) for v in self._split("route")]
+        return found
 
     @property
     def record_route(self) -> list[NameAddr]:
-        if self._record_route is None:
-            self._record_route = [parse_name_addr(v) for v in self.values("record-route")]
-        return self._record_route
+        found = self._record_route
+        if found is None:
+            found = self._record_route = [parse_name_addr(v) for v in self._split("record-route")]
+        return found
 
     @property
     def max_forwards(self) -> int | None:
-        value = self.header("max-forwards")
+        value = self._first("max-forwards")
         if value is None:
             return None
-        # RFC 3261 §20.22: 0-255; the length is checked before int() sees thousands of digits.
-        digits = value.lstrip("0")
-        if not _DIGITS.match(value) or len(digits) > 3 or int(digits or "0") > 255:
-            raise ParseError("bad Max-Forwards")
-        return int(digits or "0")
+        return _max_forwards(value)
 
     def validate(self) -> None:
         """Parse every structured header present; raise ``ParseError`` on the first bad one."""
-        _ = self.via, self.call_id, self.cseq, self.contact, self.route, self.record_route
-        _ = self.max_forwards
-        for name in ("from", "to"):
-            for value in self._index.get(name, ()):
+        index = self._index
+        if index is None:
+            index = self._make_index()
+        if self._via is None:
+            _ = self.via
+        values = index.get("call-id")
+        if values is None:
+            self._call_id = None
+        else:
+            value = values[0]
+            if not _CALLID.match(value):
+                raise ParseError("bad Call-ID")
+            self._call_id = value
+        values = index.get("cseq")
+        if values is not None:
+            self._cseq = parse_cseq(values[0])
+        if "contact" in index:
+            _ = self.contact
+        if "route" in index:
+            _ = self.route
+        if "record-route" in index:
+            _ = self.record_route
+        values = index.get("max-forwards")
+        if values is not None:
+            _max_forwards(values[0])
+        values = index.get("from")
+        if values is not None:
+            self._from = parse_name_addr(values[0])
+            for value in values[1:]:
+                parse_name_addr(value)
+        values = index.get("to")
+        if values is not None:
+            self._to = parse_name_addr(values[0])
+            for value in values[1:]:
                 parse_name_addr(value)
 
     # ------------------------------------------------------------------------- serialisation
@@ -246,17 +339,20 @@ class Message:
         raise NotImplementedError
 
     def __bytes__(self) -> bytes:
-        if self.raw is not None:
-            return self.raw
+        raw = self.raw
+        if raw is not None:
+            return raw
         lines = [self._start_line()]
-        # Ours replaces any Content-Length a caller put in, whatever its spelling ("l", §7.3.3).
-        lines.extend(
-            f"{n}: {v}" for n, v in self.headers if n.lower() not in ("content-length", "l")
-        )
-        lines.append(f"Content-Length: {len(self.body)}")
-        lines.append("")
-        lines.append("")
-        return "\r\n".join(lines).encode("latin-1", "replace") + self.body
+        # Ours replaces any Content-Length a caller put in, whatever its spelling ("l", §7.3.3;
+        # only names of those lengths are lowered to compare).
+        lines += [
+            f"{n}: {v}"
+            for n, v in self.headers
+            if not ((len(n) == 14 or len(n) == 1) and n.lower() in _CONTENT_LENGTH)
+        ]
+        body = self.body
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        return "\r\n".join(lines).encode("latin-1", "replace") + body
 
     def _derive_headers(
         self,
@@ -292,8 +388,9 @@ class Request(Message):
         headers: Sequence[Header],
         body: bytes = b"",
         raw: bytes | None = None,
+        index: dict[str, list[str]] | None = None,
     ):
-        super().__init__(headers, body, raw)
+        super().__init__(headers, body, raw, index)
         self.method = method
         if isinstance(uri, str):
             self.uri_text = uri
@@ -353,8 +450,9 @@ class Response(Message):
         headers: Sequence[Header],
         body: bytes = b"",
         raw: bytes | None = None,
+        index: dict[str, list[str]] | None = None,
     ):
-        super().__init__(headers, body, raw)
+        super().__init__(headers, body, raw, index)
         self.status = status
         self.reason = reason_phrase(status) if reason is None else reason
 
@@ -393,22 +491,30 @@ def make_response(
     """A response to ``request`` per RFC 3261 §8.2.6.2: Via, From, Call-ID and CSeq copied,
     To copied with ``to_tag`` added when it has none (never for 100 Trying, §8.2.6.1).
     ``headers`` are appended (Contact, Content-Type, Allow...)."""
-    out: list[Header] = [("Via", v) for v in request.header_lines("via")]
-    from_value = request.header("from")
-    if from_value is not None:
-        out.append(("From", from_value))
-    to_value = request.header("to")
-    if to_value is not None:
-        if to_tag is not None and status > 100 and request.to is not None and not request.to.tag:
-            to_value = f"{to_value};tag={to_tag}"
+    index = request._index
+    if index is None:
+        index = request._make_index()
+    values = index.get("via")
+    out: list[Header] = [("Via", v) for v in values] if values else []
+    values = index.get("from")
+    if values:
+        out.append(("From", values[0]))
+    values = index.get("to")
+    if values:
+        to_value = values[0]
+        if to_tag is not None and status > 100:
+            to = request.to
+            if to is not None and not to.tag:
+                to_value = f"{to_value};tag={to_tag}"
         out.append(("To", to_value))
-    call_id = request.header("call-id")
-    if call_id is not None:
-        out.append(("Call-ID", call_id))
-    cseq = request.header("cseq")
-    if cseq is not None:
-        out.append(("CSeq", cseq))
-    out.extend(headers)
+    values = index.get("call-id")
+    if values:
+        out.append(("Call-ID", values[0]))
+    values = index.get("cseq")
+    if values:
+        out.append(("CSeq", values[0]))
+    if headers:
+        out.extend(headers)
     return Response(status, reason, out, body)
 
 

@@ -17,6 +17,8 @@ from .errors import ParseError
 from .headers import canonical_name
 from .message import Header, Message, Request, Response
 
+Index = dict[str, list[str]]
+
 __all__ = ["DEFAULT_MAX_SIZE", "StreamParser", "parse_datagram", "parse_head"]
 
 DEFAULT_MAX_SIZE = 65535
@@ -27,17 +29,16 @@ _DIGITS = re.compile(r"[0-9]+\Z")
 _TOO_LONG = 10**10  # a Content-Length longer than any message we take
 
 
-def _content_length(headers: list[Header]) -> int | None:
+def _content_length(index: Index) -> int | None:
     """The body length; ``ParseError`` if it is not 1*DIGIT or two values differ (RFC 4475
     §3.3.9: conflicting values are a framing error)."""
-    found: str | None = None
-    for name, value in headers:
-        if name == "Content-Length":
-            if found is not None and value != found:
-                raise ParseError("conflicting Content-Length")
-            found = value
-    if found is None:
+    values = index.get("content-length")
+    if values is None:
         return None
+    found = values[0]
+    for value in values:
+        if value != found:
+            raise ParseError("conflicting Content-Length")
     if not _DIGITS.match(found):
         raise ParseError("bad Content-Length")
     digits = found.lstrip("0")
@@ -46,8 +47,27 @@ def _content_length(headers: list[Header]) -> int | None:
     return int(digits or "0") if len(digits) <= 10 else _TOO_LONG
 
 
+# Header name as written -> (canonical name, lower-case key of the index). Bounded in count
+# and size: header names are attacker-controlled.
+_NAMES: dict[str, tuple[str, str]] = {}
+
+
+def _name(written: str) -> tuple[str, str]:
+    canon = canonical_name(written.rstrip(" \t"))
+    entry = (canon, canon.lower())
+    if len(_NAMES) < 2048 and len(written) <= 64:
+        _NAMES[written] = entry
+    return entry
+
+
 def parse_head(head: bytes) -> tuple[str, list[Header]]:
     """Split a message head (without the final empty line) into its start line and headers."""
+    start, headers, _ = _parse_head(head)
+    return start, headers
+
+
+def _parse_head(head: bytes) -> tuple[str, list[Header], Index]:
+    """The start line, the headers and their values by lower-case name."""
     text = head.decode("latin-1")
     crlf = text.count("\r\n")
     if text.count("\n") != crlf or text.count("\r") != crlf:
@@ -57,15 +77,27 @@ def parse_head(head: bytes) -> tuple[str, list[Header]]:
     lines = text.split("\r\n")
     headers: list[Header] = []
     append = headers.append
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
+    index: Index = {}
+    names = _NAMES
+    for i in range(1, len(lines)):
+        name, colon, value = lines[i].partition(":")
         if not colon:
             raise ParseError("header line without a colon")
-        append((canonical_name(name.rstrip(" \t")), value.strip(" \t")))
-    return lines[0], headers
+        entry = names.get(name)
+        if entry is None:
+            entry = _name(name)
+        value = value.strip(" \t")
+        append((entry[0], value))
+        key = entry[1]
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    return lines[0], headers, index
 
 
-def _build(start: str, headers: list[Header], body: bytes, raw: bytes) -> Message:
+def _build(start: str, headers: list[Header], index: Index, body: bytes, raw: bytes) -> Message:
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)
         if parts[0].upper() != "SIP/2.0":
@@ -75,7 +107,8 @@ def _build(start: str, headers: list[Header], body: bytes, raw: bytes) -> Messag
         status = int(parts[1])
         if status < 100 or status > 699:
             raise ParseError("bad status code")
-        msg: Message = Response(status, parts[2] if len(parts) > 2 else "", headers, body, raw)
+        reason = parts[2] if len(parts) > 2 else ""
+        msg: Message = Response(status, reason, headers, body, raw, index)
     else:
         parts = start.split(" ")
         if len(parts) != 3 or not parts[0] or not parts[1]:
@@ -87,7 +120,7 @@ def _build(start: str, headers: list[Header], body: bytes, raw: bytes) -> Messag
             if version[:4].upper() == "SIP/":
                 raise ParseError("SIP version not supported", 505)
             raise ParseError("bad request line")
-        msg = Request(method, uri, headers, body, raw)
+        msg = Request(method, uri, headers, body, raw, index)
     msg.validate()
     return msg
 
@@ -102,8 +135,8 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         raise ParseError("no end of header section")
-    start_line, headers = parse_head(data[start:end])
-    length = _content_length(headers)
+    start_line, headers, index = _parse_head(data[start:end])
+    length = _content_length(index)
     body_at = end + 4
     if length is None:
         body = data[body_at:]
@@ -114,7 +147,7 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     raw = data if start == 0 and (length is None or body_at + length == len(data)) else None
     if raw is None:
         raw = data[start : body_at + len(body)]
-    return _build(start_line, headers, body, raw)
+    return _build(start_line, headers, index, body, raw)
 
 
 class StreamParser:
@@ -129,8 +162,9 @@ class StreamParser:
         self._buf = bytearray()
         # The head's end is not in buf[:_scanned], so feeding byte by byte stays linear.
         self._scanned = 0
-        # A head already parsed, waiting for its body: (body offset, start line, headers, length).
-        self._head: tuple[int, str, list[Header], int] | None = None
+        # A head already parsed, waiting for its body: (body offset, start line, headers, their
+        # index, length).
+        self._head: tuple[int, str, list[Header], Index, int] | None = None
         self._error: ParseError | None = None
 
     def feed(self, data: bytes) -> list[Message | ParseError]:
@@ -170,15 +204,15 @@ class StreamParser:
                         raise ParseError("header section too large", 513)
                     self._scanned = len(buf)
                     return
-                start_line, headers = parse_head(bytes(buf[:end]))
-                length = _content_length(headers)
+                start_line, headers, index = _parse_head(bytes(buf[:end]))
+                length = _content_length(index)
                 if length is None:
                     # RFC 3261 §18.3: Content-Length MUST be used with stream transports
                     raise ParseError("no Content-Length on a stream")
                 if end + 4 + length > self.max_size:
                     raise ParseError("message too large", 513)
-                self._head = (end + 4, start_line, headers, length)
-            body_at, start_line, headers, length = self._head
+                self._head = (end + 4, start_line, headers, index, length)
+            body_at, start_line, headers, index, length = self._head
             total = body_at + length
             if len(buf) < total:
                 return
@@ -187,6 +221,6 @@ class StreamParser:
             self._head = None
             self._scanned = 0
             try:
-                out.append(_build(start_line, headers, raw[body_at:], raw))
+                out.append(_build(start_line, headers, index, raw[body_at:], raw))
             except ParseError as exc:
                 out.append(exc)

@@ -180,7 +180,23 @@ class AbsoluteURI:
 URI = SipURI | TelURI | AbsoluteURI
 
 
+_PARAMCHAR = rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_ESC})+"
+# A whole parameter list that is valid, to split without checking each part on its own.
+_PARAM_LIST = re.compile(rf"{_PARAMCHAR}(?:={_PARAMCHAR})?(?:;{_PARAMCHAR}(?:={_PARAMCHAR})?)*\Z")
+
+
 def _parse_params(text: str, what: str) -> tuple[tuple[str, str | None], ...]:
+    if _PARAM_LIST.match(text):
+        out: list[tuple[str, str | None]] = []
+        for part in text.split(";"):
+            name, eq, value = part.partition("=")
+            out.append((name, value if eq else None))
+        return tuple(out)
+    return _parse_params_general(text, what)
+
+
+def _parse_params_general(text: str, what: str) -> tuple[tuple[str, str | None], ...]:
+    """Each parameter checked on its own: the error names what is wrong."""
     out: list[tuple[str, str | None]] = []
     for part in text.split(";"):
         name, eq, value = part.partition("=")
@@ -195,8 +211,25 @@ def _parse_params(text: str, what: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(out)
 
 
+# Validated ``host[:port]`` texts: a node sees the same few (its peers, itself) in every Via,
+# URI and Contact. Bounded (and emptied when full): the texts are attacker-controlled.
+_HOSTS: dict[str, tuple[str, int | None]] = {}
+_HOSTS_SIZE = 4096
+
+
 def parse_host(text: str) -> tuple[str, int | None]:
     """Split ``host[:port]`` (IPv6 in brackets) and validate both; the host keeps brackets."""
+    found = _HOSTS.get(text)
+    if found is None:
+        found = _parse_host(text)
+        if len(text) <= 80:
+            if len(_HOSTS) >= _HOSTS_SIZE:
+                _HOSTS.clear()
+            _HOSTS[text] = found
+    return found
+
+
+def _parse_host(text: str) -> tuple[str, int | None]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:

@@ -1,0 +1,184 @@
+"""The parser's shortcuts for the common shapes (Via, parameter lists, the header index built
+while reading) give what the general code gives, values and errors alike."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pkiss.sip import headers, uri
+from pkiss.sip.errors import ParseError
+from pkiss.sip.message import Message, Request, Response, make_response
+from pkiss.sip.parser import StreamParser, parse_datagram
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uas"
+
+VIAS = [
+    "SIP/2.0/UDP 10.0.0.2:5061;branch=z9hG4bK-4242-1-inv",
+    "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK1;rport",
+    "SIP/2.0/TCP pc33.example.com:05060;branch=z9hG4bKa;received=192.0.2.1;rport=5060",
+    "SIP/2.0/TLS [2001:db8::1]:5061;branch=z9hG4bKx;maddr=[2001:db8::2]",
+    "SIP/2.0/udp host-1.example.org;branch=z9hG4bK.x~y;ttl=16",
+    "SIP/2.0/UDP 10.0.0.2:5060",
+    "SIP/2.0/UDP 10.0.0.2:5060;branch",
+    "SIP/2.0/UDP 10.0.0.2:5060;branch=",
+    "SIP/2.0/UDP 10.0.0.2:99999;branch=z9hG4bK1",
+    "SIP/2.0/UDP 10.0.0.256;branch=z9hG4bK1",
+    "SIP/2.0/UDP -bad-;branch=z9hG4bK1",
+    'SIP/2.0/UDP 10.0.0.2;branch="z9hG4bK1"',
+    "SIP/3.0/UDP 10.0.0.2;branch=z9hG4bK1",
+    "sip/2.0/udp 10.0.0.2 ; branch = z9hG4bK1",
+    "SIP/2.0/UDP [::1];branch=z9hG4bK1;x",
+    "SIP/2.0/UDP [::1:5060;branch=z9hG4bK1",
+    "SIP/2.0/UDP [2001:db8:::192.0.2.1];branch=z9hG4bK1",
+]
+HEADER_PARAMS = [
+    ";tag=4242SIPpTag001",
+    ";tag=a;lr;x=[::1];y=a:b",
+    ";a=",
+    ";=b",
+    ";a=b=c",
+    ";a;;b",
+    " ;a=b",
+    ';a="q;uoted"',
+    ";a=b ",
+    ";a=%41",
+    ";a=é",
+]
+URI_PARAMS = ["transport=udp", "lr", "a=b;c", "a=%41;b=[::1]", "a=", "=b", "a;;b", "a=b=c", "a=%4"]
+ALPHABET = " \t;=:,\"<>[]%@/.-_!~*'()&+$?\\aZ09é"
+
+
+def outcome(parse: Callable[[str], object], text: str) -> object:
+    try:
+        return parse(text)
+    except ParseError as exc:
+        return ("error", exc.reason)
+
+
+def mutations(seeds: list[str], count: int) -> list[str]:
+    rng = random.Random(20240510)
+    out = list(seeds)
+    for _ in range(count):
+        text = list(rng.choice(seeds))
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(len(text) + 1)
+            action = rng.randrange(3)
+            if action == 0 and pos < len(text):
+                del text[pos]
+            elif action == 1 and pos < len(text):
+                text[pos] = rng.choice(ALPHABET)
+            else:
+                text.insert(pos, rng.choice(ALPHABET))
+        out.append("".join(text))
+    return out
+
+
+def disagreements(
+    fast: Callable[[str], object], general: Callable[[str], object], texts: list[str]
+) -> list[tuple[str, object, object]]:
+    out = []
+    for text in texts:
+        a, b = outcome(fast, text), outcome(general, text)
+        if a != b:
+            out.append((text, a, b))
+    return out
+
+
+def test_via_shortcut_agrees_with_the_general_parser() -> None:
+    texts = mutations(VIAS, 5000)
+    assert not disagreements(headers._parse_via, headers._parse_via_general, texts)
+
+
+def test_header_parameter_shortcut_agrees() -> None:
+    texts = mutations(HEADER_PARAMS, 5000)
+    assert not disagreements(headers.parse_params, headers._parse_params_general, texts)
+
+
+def test_uri_parameter_shortcut_agrees() -> None:
+    def fast(t: str) -> object:
+        return uri._parse_params(t, "URI")
+
+    def general(t: str) -> object:
+        return uri._parse_params_general(t, "URI")
+
+    assert not disagreements(fast, general, mutations(URI_PARAMS, 5000))
+
+
+def test_host_cache_gives_the_same_answers_and_stays_bounded() -> None:
+    assert uri.parse_host("10.0.0.2:5060") == uri.parse_host("10.0.0.2:5060") == ("10.0.0.2", 5060)
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            uri.parse_host("10.0.0.256")
+    for i in range(uri._HOSTS_SIZE + 10):
+        uri.parse_host(f"h{i}.example.com")
+    assert len(uri._HOSTS) <= uri._HOSTS_SIZE
+    uri.parse_host("x" * 200 + ".example.com")
+    assert all(len(text) <= 80 for text in uri._HOSTS)
+
+
+def every_fixture() -> list[bytes]:
+    return [path.read_bytes() for path in sorted(FIXTURES.glob("*.sip"))]
+
+
+@pytest.mark.parametrize("data", every_fixture())
+def test_the_parsers_index_is_the_one_a_message_builds(data: bytes) -> None:
+    parsed = parse_datagram(data)
+    rebuilt = Message(parsed.headers)
+    assert parsed._index == rebuilt._make_index()
+    if parsed.has("content-length"):  # a stream needs it
+        (streamed,) = StreamParser().feed(data)
+        assert isinstance(streamed, Message) and streamed._index == parsed._index
+
+
+def test_header_access_is_case_insensitive_on_built_messages() -> None:
+    msg = Request(
+        "OPTIONS",
+        "sip:a@b",
+        [("Via", "SIP/2.0/UDP h;branch=z9hG4bK1"), ("x-Custom", "1"), ("X-CUSTOM", "2")],
+    )
+    assert msg._index is None  # built on first use
+    assert msg.header("x-custom") == msg.header("X-Custom") == "1"
+    assert msg.header_lines("X-CUSTOM") == ["1", "2"]
+    assert msg.count("x-CUSTOM") == 2 and msg.has("VIA") and not msg.has("route")
+    assert msg.values("Via") == ["SIP/2.0/UDP h;branch=z9hG4bK1"]
+    assert msg.header("missing") is None and msg.header_lines("Missing") == []
+    lines = msg.header_lines("x-custom")
+    lines.append("3")  # a copy: the message is not changed
+    assert msg.count("x-custom") == 2
+
+
+def test_serialisation_replaces_any_content_length() -> None:
+    msg = Response(
+        200,
+        None,
+        [("Via", "v"), ("content-LENGTH", "99"), ("L", "7"), ("Content-Type", "a/b")],
+        b"body",
+    )
+    assert bytes(msg) == (
+        b"SIP/2.0 200 OK\r\nVia: v\r\nContent-Type: a/b\r\nContent-Length: 4\r\n\r\nbody"
+    )
+    assert bytes(Response(100, None, [])) == b"SIP/2.0 100 Trying\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_make_response_copies_what_it_must() -> None:
+    request = parse_datagram(
+        b"INVITE sip:b@h SIP/2.0\r\nv: SIP/2.0/UDP a;branch=z9hG4bK1\r\n"
+        b"Via: SIP/2.0/UDP b;branch=z9hG4bK2\r\nf: <sip:a@h>;tag=1\r\nt: <sip:b@h>\r\n"
+        b"i: c1\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n"
+    )
+    response = make_response(request, 180, to_tag="t2", headers=[("Contact", "<sip:h>")])
+    assert response.headers == (
+        ("Via", "SIP/2.0/UDP a;branch=z9hG4bK1"),
+        ("Via", "SIP/2.0/UDP b;branch=z9hG4bK2"),
+        ("From", "<sip:a@h>;tag=1"),
+        ("To", "<sip:b@h>;tag=t2"),
+        ("Call-ID", "c1"),
+        ("CSeq", "1 INVITE"),
+        ("Contact", "<sip:h>"),
+    )
+    trying = make_response(request, 100, to_tag="t2")
+    assert trying.header("to") == "<sip:b@h>"

@@ -182,3 +182,39 @@ def test_make_response_copies_what_it_must() -> None:
     )
     trying = make_response(request, 100, to_tag="t2")
     assert trying.header("to") == "<sip:b@h>"
+
+
+def test_value_caches_stay_bounded_and_clear() -> None:
+    from pkiss.sip import parser
+
+    for i in range(3000):
+        parse_datagram(
+            f"OPTIONS sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h{i}.example.com;branch=z9hG4bK{i}\r\n"
+            f"From: <sip:a@h>;tag={i}\r\nTo: <sip:b@h>\r\nCall-ID: {i}\r\nCSeq: {i} OPTIONS\r\n"
+            f"X-{'y' * 200}: {i}\r\n\r\n".encode()
+        )
+    assert len(parser._LINES) <= parser._LINES_SIZE
+    assert all(len(line) <= parser._LINE_LENGTH for line in parser._LINES)
+    for cache in (headers._VIAS, headers._SENT_BY, headers._NAME_ADDRS, headers._CSEQS):
+        assert 0 < len(cache.values) <= cache.limit
+        cache.cache_clear()
+        assert not cache.values
+
+
+def test_a_star_contact_is_one_only_where_allowed() -> None:
+    assert headers.parse_name_addr("*", allow_star=True).star
+    with pytest.raises(ParseError):
+        headers.parse_name_addr("*")
+    assert headers.parse_name_addr(" * ", allow_star=True).star
+
+
+def test_lines_seen_before_parse_the_same() -> None:
+    from pkiss.sip import parser
+
+    data = every_fixture()[0]
+    parser._LINES.clear()
+    first = parse_datagram(data)
+    again = parse_datagram(data)  # every line from the cache now
+    assert first.headers == again.headers and first._index == again._index
+    with pytest.raises(ParseError, match="without a colon"):
+        parse_datagram(data.replace(b"\r\nCSeq:", b"\r\nCSeq", 1))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from typing import Generic, TypeVar
 
 from .errors import ParseError
 from .uri import URI, SipURI, format_host, parse_host, parse_uri
@@ -81,6 +81,32 @@ _CANONICAL.update(COMPACT_FORMS)
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _name_cache: dict[str, str] = {}
 
+_V = TypeVar("_V")
+
+
+class ValueCache(Generic[_V]):
+    """Parsed values by their text. The same values come back message after message (a call's
+    From and To in every request and response, the Via of our requests in their responses,
+    "1 INVITE"...) and parsed values are immutable. Bounded, and emptied when full: the texts
+    are attacker-controlled, and most are new (a Via's branch, a From's tag) so an LRU's
+    bookkeeping would cost more than it saves. Callers look up ``values`` themselves (it is
+    never replaced) and ``put`` what they parsed; ``cache_clear`` as functools' caches have."""
+
+    __slots__ = ("limit", "values")
+
+    def __init__(self, limit: int) -> None:
+        self.values: dict[str, _V] = {}
+        self.limit = limit
+
+    def put(self, text: str, value: _V) -> None:
+        values = self.values
+        if len(values) >= self.limit:
+            values.clear()
+        values[text] = value
+
+    def cache_clear(self) -> None:
+        self.values.clear()
+
 
 def canonical_name(name: str) -> str:
     """The header's long name in its usual spelling (``v`` -> ``Via``, ``cseq`` -> ``CSeq``);
@@ -148,8 +174,13 @@ _SIMPLE_PARAMS = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`
 
 def _split_params(text: str) -> Params:
     """``text`` matched by ``_SIMPLE_PARAMS``."""
+    return _split_param_list(text[1:])
+
+
+def _split_param_list(text: str) -> Params:
+    """``text`` matched by ``_SIMPLE_PARAMS`` once a ``;`` is put before it."""
     out: list[tuple[str, str | None]] = []
-    for part in text[1:].split(";"):
+    for part in text.split(";"):
         name, eq, value = part.partition("=")
         out.append((name, value if eq else None))
     return tuple(out)
@@ -180,7 +211,9 @@ def _parse_params_general(text: str) -> Params:
 
 
 def params_text(params: Params) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+    if not params:
+        return ""
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params])
 
 
 def get_param(params: Params, name: str) -> str | None:
@@ -202,6 +235,11 @@ _VIA = re.compile(
 # via-params whose value RFC 3261 §20.42 defines as a token or host: never a quoted string
 # (a via-extension, being a generic-param, may be one).
 _VIA_TOKEN_PARAMS = frozenset(("branch", "received", "maddr", "ttl", "rport"))
+# Long values are parsed each time, so that an attacker cannot fill the caches with large
+# strings.
+_CACHED_LENGTH = 256
+_SENT_BY: ValueCache[tuple[str, str, int | None]] = ValueCache(1024)
+_sent_by_values = _SENT_BY.values
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,32 +271,48 @@ class Via:
         return self.host, self.port
 
 
-# What nearly every Via looks like: ``SIP/2.0/UDP host[:port];params``, nothing quoted, no
-# white space but the one space; anything else takes the general path.
-_VIA_SIMPLE = re.compile(
-    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]+))?"
-    r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)*)\Z"
+# What nearly every Via looks like: ``SIP/2.0/UDP host[:port]`` then parameters without white
+# space or quotes (``_SIMPLE_PARAMS``); anything else takes the general path. The part before
+# the parameters is the same in every message from one sender: kept once validated.
+_VIA_SENT_BY = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]+))?\Z"
 )
 
 
+def _sent_by(prefix: str) -> tuple[str, str, int | None] | None:
+    """(transport, host, port) of ``SIP/2.0/<transport> host[:port]``; None when it has
+    another shape; ``ParseError`` when it has this one but a bad host or port."""
+    m = _VIA_SENT_BY.match(prefix)
+    if m is None:
+        return None
+    transport, host, port = m.groups()
+    parse_host(host)  # validate (IPv6 literal, hostname)
+    port_number: int | None = None
+    if port is not None:
+        digits = port.lstrip("0")
+        if len(digits) > 5 or (port_number := int(digits or "0")) > 65535:
+            raise ParseError("bad Via port")
+    return transport.upper(), host, port_number
+
+
 def _parse_via(value: str) -> Via:
-    m = _VIA_SIMPLE.match(value)
-    if m is not None:
-        transport, host, port, params_text = m.groups()
-        parse_host(host)  # validate (IPv6 literal, hostname)
-        port_number: int | None = None
-        if port is not None:
-            digits = port.lstrip("0")
-            if len(digits) > 5 or (port_number := int(digits or "0")) > 65535:
-                raise ParseError("bad Via port")
-        if not params_text:
-            return Via(transport.upper(), host, port_number, ())
-        params = _split_params(params_text)
-        for k, v in params:
-            if not v and k.lower() == "branch":
-                raise ParseError("empty Via branch")
-        return Via(transport.upper(), host, port_number, params)
-    return _parse_via_general(value)
+    prefix, semi, rest = value.partition(";")
+    sent_by = _sent_by_values.get(prefix)
+    if sent_by is None:
+        sent_by = _sent_by(prefix)
+        if sent_by is None:
+            return _parse_via_general(value)
+        if len(prefix) <= _CACHED_LENGTH:
+            _SENT_BY.put(prefix, sent_by)
+    if not semi:
+        return Via(sent_by[0], sent_by[1], sent_by[2], ())
+    if not _SIMPLE_PARAMS.match(value, len(prefix)):
+        return _parse_via_general(value)
+    params = _split_param_list(rest)
+    for k, v in params:
+        if not v and k.lower() == "branch":
+            raise ParseError("empty Via branch")
+    return Via(sent_by[0], sent_by[1], sent_by[2], params)
 
 
 def _parse_via_general(value: str) -> Via:
@@ -283,6 +337,9 @@ def _parse_via_general(value: str) -> Via:
             raise ParseError("empty Via branch")
     return Via(transport.upper(), host, port_number, params)
 
+
+_VIAS: ValueCache[Via] = ValueCache(4096)
+_via_values = _VIAS.values
 
 # ----------------------------------------------------------------------------------- NameAddr
 
@@ -373,6 +430,9 @@ def _parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
     return NameAddr(parse_uri(uri_text), None, params)
 
 
+_NAME_ADDRS: ValueCache[NameAddr] = ValueCache(8192)
+_name_addr_values = _NAME_ADDRS.values
+
 # ---------------------------------------------------------------------------------------- CSeq
 
 _CSEQ = re.compile(r"[ \t]*([0-9]+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*\Z")
@@ -400,31 +460,43 @@ def _parse_cseq(value: str) -> CSeq:
     return CSeq(seq, m.group(2))
 
 
-# The same values come back message after message (a call's From and To in every request and
-# response, the Via of our requests in their responses, "1 INVITE"...): the parsed values are
-# immutable, so short ones are cached. Long values are parsed each time, so an attacker cannot
-# fill the caches with large strings.
-_CACHED_LENGTH = 256
-_via_cached = lru_cache(maxsize=4096)(_parse_via)
-_name_addr_cached = lru_cache(maxsize=8192)(_parse_name_addr)
-_cseq_cached = lru_cache(maxsize=1024)(_parse_cseq)
+_CSEQS: ValueCache[CSeq] = ValueCache(1024)
+_cseq_values = _CSEQS.values
 
 
 def parse_via(value: str) -> Via:
     """One Via value (after comma splitting); raises ``ParseError``."""
-    return _via_cached(value) if len(value) <= _CACHED_LENGTH else _parse_via(value)
+    via = _via_values.get(value)
+    if via is None:
+        via = _parse_via(value)
+        if len(value) <= _CACHED_LENGTH:
+            if len(_via_values) >= _VIAS.limit:  # ValueCache.put, inlined
+                _via_values.clear()
+            _via_values[value] = via
+    return via
 
 
 def parse_name_addr(value: str, allow_star: bool = False) -> NameAddr:
     """A name-addr or addr-spec with header parameters (RFC 3261 §20.10); raises ``ParseError``."""
-    if len(value) <= _CACHED_LENGTH:
-        return _name_addr_cached(value, allow_star)
-    return _parse_name_addr(value, allow_star)
+    found = _name_addr_values.get(value)
+    if found is None:
+        found = _parse_name_addr(value, allow_star)
+        # a Contact "*" is one only where allowed: not kept, what is kept reads the same anywhere
+        if len(value) <= _CACHED_LENGTH and not found.star:
+            if len(_name_addr_values) >= _NAME_ADDRS.limit:  # ValueCache.put, inlined
+                _name_addr_values.clear()
+            _name_addr_values[value] = found
+    return found
 
 
 def parse_cseq(value: str) -> CSeq:
     """``CSeq: <number> <method>``; raises ``ParseError``."""
-    return _cseq_cached(value) if len(value) <= 32 else _parse_cseq(value)
+    found = _cseq_values.get(value)
+    if found is None:
+        found = _parse_cseq(value)
+        if len(value) <= 32:
+            _CSEQS.put(value, found)
+    return found
 
 
 __all__ += ["format_host", "params_text"]

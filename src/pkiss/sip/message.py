@@ -29,7 +29,7 @@ from .headers import (
     parse_via,
     split_commas,
 )
-from .uri import URI, parse_uri
+from .uri import URI, SipURI, parse_uri
 
 __all__ = ["Header", "Message", "Request", "Response", "reason_phrase"]
 
@@ -62,6 +62,10 @@ _REASONS = {
 
 
 def _max_forwards(value: str) -> int:
+    if len(value) <= 3 and value.isdigit() and value.isascii():  # the common case: "70"
+        number = int(value)
+        if number <= 255:
+            return number
     # RFC 3261 §20.22: 0-255; the length is checked before int() sees thousands of digits.
     digits = value.lstrip("0")
     if len(digits) > 3 or not _DIGITS.match(value) or int(digits or "0") > 255:
@@ -302,7 +306,16 @@ class Message:
         if index is None:
             index = self._make_index()
         if self._via is None:
-            _ = self.via
+            values = index.get("via")
+            if values is None:
+                self._via = []
+            elif len(values) == 1 and "," not in values[0]:  # one value: no list to split
+                value = values[0].strip(" \t")
+                if not value:
+                    raise ParseError("empty value in a list")
+                self._via = [parse_via(value)]
+            else:
+                _ = self.via
         values = index.get("call-id")
         if values is None:
             self._call_id = None
@@ -390,7 +403,7 @@ class Request(Message):
         raw: bytes | None = None,
         index: dict[str, list[str]] | None = None,
     ):
-        super().__init__(headers, body, raw, index)
+        Message.__init__(self, headers, body, raw, index)
         self.method = method
         if isinstance(uri, str):
             self.uri_text = uri
@@ -410,7 +423,7 @@ class Request(Message):
 
     def validate(self) -> None:
         uri = self.uri
-        if getattr(uri, "headers", None) is not None:
+        if isinstance(uri, SipURI) and uri.headers is not None:
             # RFC 3261 §19.1.1: escaped headers are not allowed in a Request-URI
             raise ParseError("headers in the Request-URI")
         super().validate()
@@ -452,7 +465,7 @@ class Response(Message):
         raw: bytes | None = None,
         index: dict[str, list[str]] | None = None,
     ):
-        super().__init__(headers, body, raw, index)
+        Message.__init__(self, headers, body, raw, index)
         self.status = status
         self.reason = reason_phrase(status) if reason is None else reason
 

@@ -36,9 +36,12 @@ def _content_length(index: Index) -> int | None:
     if values is None:
         return None
     found = values[0]
-    for value in values:
-        if value != found:
-            raise ParseError("conflicting Content-Length")
+    if len(values) > 1:
+        for value in values:
+            if value != found:
+                raise ParseError("conflicting Content-Length")
+    if len(found) <= 10 and found.isdigit() and found.isascii():
+        return int(found)  # the common case: a few ASCII digits
     if not _DIGITS.match(found):
         raise ParseError("bad Content-Length")
     digits = found.lstrip("0")
@@ -50,6 +53,15 @@ def _content_length(index: Index) -> int | None:
 # Header name as written -> (canonical name, lower-case key of the index). Bounded in count
 # and size: header names are attacker-controlled.
 _NAMES: dict[str, tuple[str, str]] = {}
+
+
+# Whole header lines seen before -> (header, index key): most lines of a call's messages come
+# back (CSeq: 1 INVITE, Max-Forwards: 70, the Contact, Allow, To and From of a call...).
+# Bounded in count and size, emptied when full (the lines that do not come back, with a branch
+# or a Call-ID, churn it; the others are back at their next message).
+_LINES: dict[str, tuple[Header, str]] = {}
+_LINES_SIZE = 2048
+_LINE_LENGTH = 128
 
 
 def _name(written: str) -> tuple[str, str]:
@@ -79,21 +91,31 @@ def _parse_head(head: bytes) -> tuple[str, list[Header], Index]:
     append = headers.append
     index: Index = {}
     names = _NAMES
+    seen = _LINES
     for i in range(1, len(lines)):
-        name, colon, value = lines[i].partition(":")
-        if not colon:
-            raise ParseError("header line without a colon")
-        entry = names.get(name)
-        if entry is None:
-            entry = _name(name)
-        value = value.strip(" \t")
-        append((entry[0], value))
-        key = entry[1]
+        line = lines[i]
+        found = seen.get(line)
+        if found is None:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise ParseError("header line without a colon")
+            entry = names.get(name)
+            if entry is None:
+                entry = _name(name)
+            header = (entry[0], value.strip(" \t"))
+            key = entry[1]
+            if len(line) <= _LINE_LENGTH:
+                if len(seen) >= _LINES_SIZE:
+                    seen.clear()
+                seen[line] = (header, key)
+        else:
+            header, key = found
+        append(header)
         values = index.get(key)
         if values is None:
-            index[key] = [value]
+            index[key] = [header[1]]
         else:
-            values.append(value)
+            values.append(header[1])
     return lines[0], headers, index
 
 

@@ -72,7 +72,7 @@ def escape_user(text: str) -> str:
     """``text`` (a number, unescaped) as the user part of a URI the node writes: what is not
     unreserved or user-unreserved is %HH-escaped, ``;`` and ``?`` too (RFC 3261 §19.1.2 allows
     them, but a number holding them would read as parameters or headers elsewhere)."""
-    if all(c in _USER_SAFE for c in text):
+    if _USER_SAFE.issuperset(text):
         return text
     return "".join(c if c in _USER_SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
 
@@ -83,7 +83,9 @@ def format_host(host: str) -> str:
 
 
 def _params_text(params: tuple[tuple[str, str | None], ...]) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+    if not params:
+        return ""
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params])
 
 
 def _get_param(params: tuple[tuple[str, str | None], ...], name: str) -> str | None:

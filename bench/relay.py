@@ -71,7 +71,8 @@ RELAY_PORTS = "20000-39999"
 MAX_LOSS = 0.001  # a step passes with less than 0.1 % of the packets lost...
 MAX_P99_MS = 5.0  # ...and a one-way p99 latency under 5 ms
 MAX_GEN_LAG_MS = 20.0  # the generator's schedule may slip this much before the step is void
-BURST = 64  # packets sent per loop turn at most, between two reads
+BURST = 64  # packets per sendmmsg at most
+TICK_NS = 500_000  # the generator sends what is due every 0.5 ms, then reads what came back
 HIST_US = 10  # latency histogram bucket width, µs
 HIST_BUCKETS = 50_000  # up to 500 ms
 
@@ -248,10 +249,10 @@ def _generate(socks: list[socket.socket], order: dict[str, Any]) -> dict[str, An
         if behind > 0:
             lag_max = max(lag_max, behind)
             counted = 1 if now >= window else 0
-            todo = min(behind, BURST)
+            todo = behind
             while todo > 0:
                 first = n % count
-                run = min(todo, count - first, half - first if first < half else count - first)
+                run = min(todo, BURST, half - first if first < half else count - first)
                 seq = n // count
                 stamp = clock()
                 for k in range(first, first + run):
@@ -265,10 +266,9 @@ def _generate(socks: list[socket.socket], order: dict[str, Any]) -> dict[str, An
                 n += run
                 todo -= run
         read()
-        if due - n <= 0:
-            wait = (start + (n + 1) * gap - clock()) / 1e9
-            if wait > 0.00005:
-                time.sleep(min(wait, 0.001))
+        wait = (now + TICK_NS - clock()) / 1e9
+        if wait > 0.00005:
+            time.sleep(wait)
     readings["end"] = snapshot()
     readings["end"]["relay_drops"] = relay_drops()
     while clock() < drain_end:
@@ -281,7 +281,7 @@ def _generate(socks: list[socket.socket], order: dict[str, Any]) -> dict[str, An
         "unsent": unsent,
         "hist": {str(i): v for i, v in enumerate(hist) if v},
         "silent_streams": sum(1 for v in per_stream if v == 0),
-        "lag_max_ms": lag_max * gap / 1e6,
+        "lag_max_ms": max(0.0, lag_max * gap - TICK_NS) / 1e6,
         "readings": readings,
         "streams": count,
     }

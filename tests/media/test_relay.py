@@ -102,6 +102,67 @@ def test_media_flows_both_ways_and_strangers_are_ignored() -> None:
             s.bind(("127.0.0.1", port))
 
 
+async def _before_the_endpoints() -> tuple[bool, bytes, bytes, list[str], list[str], int]:
+    """Packets sent to relay ports whose endpoints the loop has not opened yet (rewrite and
+    the sends happen in one turn of the loop); then silence."""
+    loop = asyncio.get_running_loop()
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop)
+    a, b = endpoint(A_HOST), endpoint(B_HOST)
+    to_b = relay.rewrite("c", "a", offer(A_HOST, a.getsockname()[1]), "127.0.0.1", A_HOST, 0.0)
+    to_a = relay.rewrite("c", "b", offer(B_HOST, b.getsockname()[1]), "127.0.0.1", B_HOST, 0.0,
+                         "answer")  # fmt: skip
+    side = relay.calls["c"].streams[0]["a"]
+    unopened = side.rtp.transport is None and side.peer is not None
+    a.sendto(b"early from a", ("127.0.0.1", relay_port(to_a)))  # waits in the socket's buffer
+    b.sendto(b"early from b", ("127.0.0.1", relay_port(to_b)))
+    await asyncio.sleep(0.05)
+    heard_b, heard_a = b.recvfrom(100)[0], a.recvfrom(100)[0]
+    # the ports counted what they relayed: the call is not idle at 100 s, nor 59 s later,
+    # and is 60 s after that look (its last packet is known to within two looks)
+    moving = relay.idle(100.0, 60.0) + relay.idle(159.0, 60.0)
+    silent = relay.idle(160.0, 60.0)
+    packets = relay.stats["packets"]
+    relay.close()
+    await asyncio.sleep(0)
+    for sock in (a, b):
+        sock.close()
+    return unopened, heard_a, heard_b, moving, silent, packets
+
+
+def test_packets_sent_before_the_endpoints_open_are_relayed_once_they_are() -> None:
+    unopened, heard_a, heard_b, moving, silent, packets = asyncio.run(_before_the_endpoints())
+    assert unopened, "rewrite returns before the loop has opened the endpoints"
+    assert heard_b == b"early from a" and heard_a == b"early from b" and packets == 2
+    assert moving == [] and silent == ["c"]
+
+
+async def _full_buffer() -> tuple[bool, bool, bool]:
+    """A port whose transport says its buffer is full drops what it is given, and sends again
+    once it has drained."""
+    loop = asyncio.get_running_loop()
+    relay = BuiltinRelay("127.0.0.1", (40000, 40999), loop)
+    b = endpoint(B_HOST)
+    relay.rewrite("c", "a", offer(A_HOST, 5000), "127.0.0.1", A_HOST, 0.0)
+    await asyncio.sleep(0.01)
+    port = relay.calls["c"].streams[0]["b"].rtp  # the port that sends toward B
+    dest = ("127.0.0.1", 1)  # anything: nothing may leave while paused
+    opened = port.transport is not None
+    port.pause_writing()
+    paused = port.send(b"x", dest)
+    port.resume_writing()
+    resumed = port.send(b"y", b.getsockname())
+    await asyncio.sleep(0.01)
+    relay.close()
+    await asyncio.sleep(0)
+    b.close()
+    return opened, paused, resumed
+
+
+def test_a_full_transport_drops_rather_than_queues() -> None:
+    opened, paused, resumed = asyncio.run(_full_buffer())
+    assert opened and not paused and resumed
+
+
 def test_a_silent_call_is_reported_idle() -> None:
     relay = BuiltinRelay("127.0.0.1", (41000, 41099))
     relay.rewrite("quiet", "a", offer(A_HOST, 5000), "127.0.0.1", A_HOST, now=10.0)

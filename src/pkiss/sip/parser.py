@@ -55,15 +55,6 @@ def _content_length(index: Index) -> int | None:
 _NAMES: dict[str, tuple[str, str]] = {}
 
 
-# Whole header lines seen before -> (header, index key): most lines of a call's messages come
-# back (CSeq: 1 INVITE, Max-Forwards: 70, the Contact, Allow, To and From of a call...).
-# Bounded in count and size, emptied when full (the lines that do not come back, with a branch
-# or a Call-ID, churn it; the others are back at their next message).
-_LINES: dict[str, tuple[Header, str]] = {}
-_LINES_SIZE = 2048
-_LINE_LENGTH = 128
-
-
 def _name(written: str) -> tuple[str, str]:
     canon = canonical_name(written.rstrip(" \t"))
     entry = (canon, canon.lower())
@@ -81,41 +72,46 @@ def parse_head(head: bytes) -> tuple[str, list[Header]]:
 def _parse_head(head: bytes) -> tuple[str, list[Header], Index]:
     """The start line, the headers and their values by lower-case name."""
     text = head.decode("latin-1")
-    crlf = text.count("\r\n")
-    if text.count("\n") != crlf or text.count("\r") != crlf:
-        raise ParseError("bare CR or LF in header section")
-    if "\r\n " in text or "\r\n\t" in text:
-        text = _FOLD.sub(" ", text)  # §7.3.1: line folding is white space
     lines = text.split("\r\n")
+    rest = "".join(lines)  # one copy, then two scans in C, rather than counting CRs and LFs
+    if "\r" in rest or "\n" in rest:
+        raise ParseError("bare CR or LF in header section")
+    found = _read_lines(lines, False)
+    if found is None:
+        # §7.3.1: line folding is white space. Seldom seen: looked for only when a line
+        # starts with white space or has no colon (which a continuation may bring).
+        found = _read_lines(_FOLD.sub(" ", text).split("\r\n"), True)
+        assert found is not None
+    return found
+
+
+def _read_lines(lines: list[str], unfolded: bool) -> tuple[str, list[Header], Index] | None:
+    """The start line, headers and index of a head split into lines. Before ``unfolded``,
+    None for a line that continues the one before or has no colon: the caller unfolds the
+    head and calls again."""
     headers: list[Header] = []
     append = headers.append
     index: Index = {}
     names = _NAMES
-    seen = _LINES
-    for i in range(1, len(lines)):
-        line = lines[i]
-        found = seen.get(line)
-        if found is None:
-            name, colon, value = line.partition(":")
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        entry = names.get(name) if colon else None
+        if entry is None:
             if not colon:
-                raise ParseError("header line without a colon")
-            entry = names.get(name)
-            if entry is None:
-                entry = _name(name)
-            header = (entry[0], value.strip(" \t"))
-            key = entry[1]
-            if len(line) <= _LINE_LENGTH:
-                if len(seen) >= _LINES_SIZE:
-                    seen.clear()
-                seen[line] = (header, key)
-        else:
-            header, key = found
-        append(header)
+                if unfolded:
+                    raise ParseError("header line without a colon")
+                return None
+            if not unfolded and (line[:1] == " " or line[:1] == "\t"):
+                return None
+            entry = _name(name)
+        value = value.strip(" \t")
+        append((entry[0], value))
+        key = entry[1]
         values = index.get(key)
         if values is None:
-            index[key] = [header[1]]
+            index[key] = [value]
         else:
-            values.append(header[1])
+            values.append(value)
     return lines[0], headers, index
 
 

@@ -426,7 +426,7 @@ class Request(Message):
         if isinstance(uri, SipURI) and uri.headers is not None:
             # RFC 3261 §19.1.1: escaped headers are not allowed in a Request-URI
             raise ParseError("headers in the Request-URI")
-        super().validate()
+        Message.validate(self)
         cseq = self.cseq
         if cseq is not None and cseq.method != self.method:
             raise ParseError("CSeq method does not match the request")

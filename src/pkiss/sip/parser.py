@@ -27,6 +27,11 @@ _STATUS = re.compile(r"[0-9]{3}\Z")
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _DIGITS = re.compile(r"[0-9]+\Z")
 _TOO_LONG = 10**10  # a Content-Length longer than any message we take
+# Methods seen every day, tokens without a regular expression to check them.
+_METHODS = frozenset(
+    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
+     "MESSAGE", "REFER", "NOTIFY", "SUBSCRIBE", "PUBLISH")
+)  # fmt: skip
 
 
 def _content_length(index: Index) -> int | None:
@@ -118,7 +123,7 @@ def _read_lines(lines: list[str], unfolded: bool) -> tuple[str, list[Header], In
 def _build(start: str, headers: list[Header], index: Index, body: bytes, raw: bytes) -> Message:
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)
-        if parts[0].upper() != "SIP/2.0":
+        if parts[0] != "SIP/2.0" and parts[0].upper() != "SIP/2.0":
             raise ParseError("unsupported SIP version")
         if len(parts) < 2 or not _STATUS.match(parts[1]):
             raise ParseError("bad status code")
@@ -132,9 +137,9 @@ def _build(start: str, headers: list[Header], index: Index, body: bytes, raw: by
         if len(parts) != 3 or not parts[0] or not parts[1]:
             raise ParseError("bad request line")
         method, uri, version = parts
-        if not _TOKEN.match(method):
+        if method not in _METHODS and not _TOKEN.match(method):
             raise ParseError("bad method")
-        if version.upper() != "SIP/2.0":
+        if version != "SIP/2.0" and version.upper() != "SIP/2.0":
             if version[:4].upper() == "SIP/":
                 raise ParseError("SIP version not supported", 505)
             raise ParseError("bad request line")

@@ -200,6 +200,12 @@ def _generate(socks: list[socket.socket], order: dict[str, Any]) -> dict[str, An
     unsent = 0  # packets the generator could not hand to its kernel (its own failure)
     lag_max = 0
 
+    def relay_drops() -> int:  # udp_drops adds up by name: one name per port
+        return sum(udp_drops({name: addr for name, addr in relay_ports.items()}).values())
+
+    # datagrams dropped: read before the first packet and after the last (reading
+    # /proc/net/udp, thousands of lines, would stall the sending for tens of ms)
+    drops_before = sum(udp_drops(mine).values()), relay_drops()
     start = clock()
     window = start + int(order["warmup"] * 1e9)
     end = window + int(order["duration"] * 1e9)
@@ -225,17 +231,13 @@ def _generate(socks: list[socket.socket], order: dict[str, Any]) -> dict[str, An
                 if got < _RX_BATCH:
                     break
 
-    def snapshot() -> dict[str, Any]:
+    def snapshot() -> dict[str, Any]:  # cheap: taken while the packets flow
         return {
             "t": time.monotonic(),
             "cpu": {name: cpu_split(pid) for name, pid in pids.items()},
             "self": list(resource.getrusage(resource.RUSAGE_SELF)[:2]),
             "busy": busy_ticks(),
-            "drops": udp_drops(mine),
         }
-
-    def relay_drops() -> int:  # udp_drops adds up by name: one name per port
-        return sum(udp_drops({name: addr for name, addr in relay_ports.items()}).values())
 
     while True:
         now = clock()
@@ -243,7 +245,6 @@ def _generate(socks: list[socket.socket], order: dict[str, Any]) -> dict[str, An
             break
         if "start" not in readings and now >= window:
             readings["start"] = snapshot()
-            readings["start"]["relay_drops"] = relay_drops()
         due = int((now - start) / gap) + 1
         behind = due - n
         if behind > 0:
@@ -270,11 +271,12 @@ def _generate(socks: list[socket.socket], order: dict[str, Any]) -> dict[str, An
         if wait > 0.00005:
             time.sleep(wait)
     readings["end"] = snapshot()
-    readings["end"]["relay_drops"] = relay_drops()
     while clock() < drain_end:
         read()
         time.sleep(0.0005)
     read()
+    readings["drops"] = sum(udp_drops(mine).values()) - drops_before[0]
+    readings["relay_drops"] = relay_drops() - drops_before[1]
     return {
         "sent": sent,
         "received": received,
@@ -474,8 +476,8 @@ def _fill(step: Step, result: dict[str, Any]) -> None:
     busy = (end["busy"] - start["busy"]) / CLK_TCK
     ours = (sbc or 0.0) + gen + sum(c or 0.0 for c in sipp)
     step.other_cpu_pct = max(0.0, 100 * (busy - ours) / wall)
-    step.relay_drops = end["relay_drops"] - start["relay_drops"]
-    step.sink_drops = sum(end["drops"].values()) - sum(start["drops"].values())
+    step.relay_drops = result["readings"]["relay_drops"]
+    step.sink_drops = result["readings"]["drops"]
     reasons = []
     if step.loss_pct >= 100 * MAX_LOSS:
         reasons.append(f"{step.loss_pct:.3f} % lost")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 from .b2bua import Anchoring, Calls
 from .b2bua.calls import CallEnded, CallRefused
@@ -46,11 +46,16 @@ from .transport.listeners import LocalAddress
 __all__ = ["Deadline", "TransactionUser", "assemble"]
 
 
+# What an owner's deadline refers to. Named, because mypyc (setup.py) cannot build a NamedTuple
+# with a field annotated ``object``: it looks the annotation up in the module's globals.
+Ref: TypeAlias = object
+
+
 class Deadline(NamedTuple):
     at: float
     seq: int  # ties keep the order deadlines were set in (an owner is never compared)
     owner: Owner
-    ref: object
+    ref: Ref
 
 
 class TransactionUser:

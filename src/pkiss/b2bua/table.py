@@ -12,7 +12,9 @@ equal.
 
 from __future__ import annotations
 
+import ast
 from enum import Enum
+from pathlib import Path
 
 from .events import (
     Acked,
@@ -120,10 +122,12 @@ def render() -> str:
     lines += ["", "## Events", ""]
     from . import events
 
+    # The docstrings are read from the source: a class compiled by mypyc (setup.py) has none.
+    tree = ast.parse(Path(events.__file__ or "").with_name("events.py").read_text())
+    docs = {n.name: ast.get_docstring(n) for n in tree.body if isinstance(n, ast.ClassDef)}
     for name in events.__all__:
-        cls = getattr(events, name)
-        if isinstance(cls, type):
-            doc = " ".join((cls.__doc__ or "").split())
+        if name in docs:
+            doc = " ".join((docs[name] or "").split())
             lines.append(f"- **{name}**: {doc}")
     lines += ["", "## Transitions", "", "| state | event | actions | next state |",
               "|---|---|---|---|"]  # fmt: skip

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mypy_extensions import mypyc_attr
+
 from .errors import ParseError
 from .headers import Via, parse_name_addr
 from .message import Header, Request, Response
@@ -27,6 +29,9 @@ __all__ = ["TARGET_REFRESH", "Dialog"]
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
 
+# Compiled with mypyc (setup.py), a class a pure-Python module subclasses must say so: the
+# B2BUA's legs are dialogs, and pkiss.b2bua may be built pure while pkiss.sip is compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Dialog:
     __slots__ = (
         "call_id",

@@ -13,6 +13,7 @@ deleting the .so files (``make clean``) gives the pure-Python package back.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -47,6 +48,8 @@ def _modules(groups: list[str]) -> list[str]:
 def _ext_modules() -> list[object]:
     if os.environ.get("PKISS_PURE", "") not in ("", "0"):
         return []
+    if {"egg_info", "dist_info"} & set(sys.argv) and "build_ext" not in sys.argv:
+        return []  # the metadata step of pip: mypyc would type-check and write the C for nothing
     from mypyc.build import mypycify
 
     wanted = os.environ.get("PKISS_MYPYC", "") or ",".join(GROUPS)

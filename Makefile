@@ -81,9 +81,11 @@ lint: install-test
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# PYTEST_ARGS narrows the run (CI runs the suite compiled, then the unit tests pure).
+PYTEST_ARGS ?=
 test: install-test lint
 	@echo "pkiss $(MODE): $$(find src -name '*.so' | wc -l) compiled extension files"
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/run.py

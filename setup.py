@@ -26,7 +26,7 @@ GROUPS: dict[str, list[str]] = {
     "sip": ["pkiss/sip"],
     "b2bua": ["pkiss/b2bua", "pkiss/core"],
     "routing": ["pkiss/routing", "pkiss/sdp"],
-    "driver": ["pkiss/engine", "pkiss/security", "pkiss/cdr/record"],
+    "driver": ["pkiss/engine", "pkiss/security"],
 }
 
 # Modules that stay pure Python inside a compiled group (see docs/mypyc.md).

@@ -51,6 +51,10 @@ __all__ = ["Deadline", "TransactionUser", "assemble"]
 Ref: TypeAlias = object
 
 
+COMPACT_MIN = 4096
+"""The deadline heap is not compacted below this size."""
+
+
 class Deadline(NamedTuple):
     at: float
     seq: int  # ties keep the order deadlines were set in (an owner is never compared)
@@ -80,6 +84,7 @@ class TransactionUser:
         self.prober = prober
         self._clients: dict[str, Owner] = {}  # client transaction -> its owner
         self._deadlines: list[Deadline] = []
+        self._compact_at = COMPACT_MIN
         self._seq = itertools.count()
         self._sends: list[Send] = []
         self._forget = _Forget(self._clients)
@@ -159,7 +164,20 @@ class TransactionUser:
         return self.layer.find_invite(cancel)
 
     def at(self, deadline: float, owner: Owner, ref: object) -> None:
-        heapq.heappush(self._deadlines, Deadline(deadline, next(self._seq), owner, ref))
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, Deadline(deadline, next(self._seq), owner, ref))
+        if len(deadlines) > self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the deadlines their owners no longer want (an ended call's, a superseded
+        session refresh's): the heap forgets one only when it comes to the top, and a session
+        refresh comes there after 15 minutes. Run when the heap has doubled since the last
+        time, so each deadline is looked at a bounded number of times."""
+        kept = [d for d in self._deadlines if not d.owner.stale(d.ref, d.at)]
+        heapq.heapify(kept)
+        self._deadlines = kept
+        self._compact_at = max(COMPACT_MIN, 2 * len(kept))
 
     # --------------------------------------------------------------------------- dispatching
     def _run(self, outputs: list[TransactionOutput], peer: Peer | None, now: float) -> None:

@@ -15,7 +15,22 @@ from .transfer import Transfer
 from .uac import UacLeg
 from .uas import UasLeg
 
-__all__ = ["Call"]
+__all__ = ["Call", "CallTimer"]
+
+
+class CallTimer:
+    """A deadline of a call in the node's deadline heap: ``setup`` (setup_timeout),
+    ``answer`` (answer_timeout), ``1xx`` (a reliable provisional's retransmission) or
+    ``session`` (RFC 4028, with its ``leg``). The heap forgets a deadline only when it is due
+    (a session refresh is due in 15 minutes): when the call ends, its timers let go of it
+    (``call`` None), so that an ended call is freed at once, not when its last timer is due."""
+
+    __slots__ = ("call", "kind", "leg")
+
+    def __init__(self, kind: str, call: Call, leg: Leg | None = None) -> None:
+        self.kind = kind
+        self.call: Call | None = call
+        self.leg = leg
 
 
 @dataclass(eq=False, slots=True)
@@ -44,6 +59,7 @@ class Call:
     transfer: Transfer | None = None  # a REFER carried out by the node (transfer.py)
     # re-INVITEs relayed and not answered yet: client transaction -> the leg it went to
     reinvites: dict[str, Leg] = field(default_factory=dict)
+    timers: list[CallTimer] = field(default_factory=list)  # its deadlines not yet due
 
     @property
     def ended(self) -> bool:

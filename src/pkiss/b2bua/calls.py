@@ -39,7 +39,7 @@ from ..sip.message import Header, Message, Request, Response, make_response, rea
 from ..sip.transaction import Addr
 from ..transport.listeners import LocalAddress
 from .anchoring import Anchoring, is_sdp, kind_of_reply
-from .call import Call
+from .call import Call, CallTimer
 from .events import (
     Acked,
     Answered,
@@ -84,10 +84,19 @@ _ACTIONS = {action: f"_do_{action.name.lower()}" for action in Action}
 """Each action of the table is done by the method of that name."""
 
 
-class _Timer(NamedTuple):
-    kind: str  # "setup" (setup_timeout), "answer" (answer_timeout), "1xx", "session" (RFC 4028)
-    call: Call
-    leg: Leg | None = None  # the leg of a session timer
+class _BodyOf:
+    """``Calls._body`` for one call at one time, as the relays take it (an object, not a
+    closure: compiled, a closure would be a reference cycle holding the call)."""
+
+    __slots__ = ("call", "calls", "now")
+
+    def __init__(self, calls: Calls, call: Call, now: float) -> None:
+        self.calls = calls
+        self.call = call
+        self.now = now
+
+    def __call__(self, leg: Leg, message: Message, kind: str) -> bytes:
+        return self.calls._body(self.call, leg, message, self.now, kind)
 
 
 class _Forget(NamedTuple):
@@ -304,15 +313,15 @@ class Calls:
         self._send_invite(call, b, peer.setup_timeout if peer is not None else 3.0, now, out)
         # an attempt rings at most answer_timeout (a peer's calls that are never answered
         # must not hold ports and limits for ever)
-        out.at(now + (peer.answer_timeout if peer is not None else 120.0), self,
-               _Timer("answer", call, b))  # fmt: skip
+        self._at(now + (peer.answer_timeout if peer is not None else 120.0), "answer", call,
+                 out, b)  # fmt: skip
 
     def _send_invite(self, call: Call, b: UacLeg, timeout: float, now: float,
                      out: Outbox) -> None:  # fmt: skip
         assert b.invite is not None
         call.state = CallState.ROUTING
         call.setup_deadline = now + timeout
-        out.at(call.setup_deadline, self, _Timer("setup", call))
+        self._at(call.setup_deadline, "setup", call, out)
         b.key = out.request(b.invite, b.dest, self, now)
         self.clients[b.key] = _Client("invite", call, attempt=b)
 
@@ -337,7 +346,7 @@ class Calls:
         headers = self._answer_headers(call, response)
         body = self._body(call, b, response, now, kind_of_reply(a.invite))
         if a.provisional(response.status, headers, body, b_rseq, now, out):
-            out.at(now + out.t1, self, _Timer("1xx", call))
+            self._at(now + out.t1, "1xx", call, out)
 
     def _do_answer(self, call: Call, event: CallEvent, now: float, out: Outbox) -> None:
         assert isinstance(event, Answered) and call.b is not None
@@ -454,10 +463,19 @@ class Calls:
         if call.media:
             self.media_calls.pop(call.a.local_tag, None)
             self.anchoring.release(call.a.local_tag)
+        for timer in call.timers:  # its deadlines stay in the heap until due: not the call
+            timer.call = timer.leg = None
+        call.timers.clear()
         if self.on_end is not None:
             self.on_end(call)
 
     # ------------------------------------------------------------------ helpers
+    def _at(self, due: float, kind: str, call: Call, out: Outbox, leg: Leg | None = None) -> None:
+        """A deadline of ``call`` (see ``CallTimer``)."""
+        timer = CallTimer(kind, call, leg)
+        call.timers.append(timer)  # a few a call, one more per session refresh
+        out.at(due, self, timer)
+
     def _body(self, call: Call, leg: Leg, message: Message, now: float, kind: str) -> bytes:
         """The body of ``message`` from ``leg`` for the other leg: anchored when relayed (not
         once the call ended: a late answer must not set up media again)."""
@@ -466,7 +484,7 @@ class Calls:
         return self.anchoring.body(call.a.local_tag, leg, call.other(leg), message, now, kind)
 
     def _body_of(self, call: Call, now: float) -> Body:
-        return lambda leg, message, kind: self._body(call, leg, message, now, kind)
+        return _BodyOf(self, call, now)
 
     @staticmethod
     def _answer_headers(call: Call, response: Response) -> list[Header]:
@@ -711,9 +729,10 @@ class Calls:
         if isinstance(ref, _Forget):
             self.clients.pop(ref.key, None)
             return
-        if not isinstance(ref, _Timer) or self.stale(ref, at):
+        if not isinstance(ref, CallTimer) or self.stale(ref, at):
             return
         call = ref.call
+        assert call is not None  # (not stale)
         if ref.kind == "setup":
             call.setup_deadline = None
             self._feed(call, NoAnswer(), now, out)
@@ -729,15 +748,15 @@ class Calls:
             return
         due = call.a.retransmit(now, out)
         if due is not None:
-            out.at(due, self, _Timer("1xx", call))
+            self._at(due, "1xx", call, out)
 
     def stale(self, ref: object, at: float) -> bool:
         if isinstance(ref, _Forget):
             return ref.key not in self.clients
-        if not isinstance(ref, _Timer):
+        if not isinstance(ref, CallTimer):
             return True
         call = ref.call
-        if call.ended:
+        if call is None or call.ended:
             return True
         if ref.kind == "1xx":
             return call.a.final_sent or not call.a.unacked
@@ -752,7 +771,7 @@ class Calls:
     def _start_timer(self, call: Call, leg: Leg, now: float, out: Outbox) -> None:
         """(Re)start ``leg``'s session interval: a refresh just succeeded on it."""
         if leg.timer is not None and not call.ended:
-            out.at(leg.timer.start(now), self, _Timer("session", call, leg))
+            self._at(leg.timer.start(now), "session", call, out, leg)
 
     def _session_due(self, call: Call, leg: Leg, now: float, out: Outbox) -> None:
         """Refresh ``leg`` when the node is its refresher; else its session expired."""
@@ -767,7 +786,7 @@ class Calls:
             # the peer's re-INVITE is under way (ours would cross it, §14.1): it refreshes
             # the leg when answered, else the node tries again (a 491 from the peer too)
             timer.due = now + 2.0
-            out.at(timer.due, self, _Timer("session", call, leg))
+            self._at(timer.due, "session", call, out, leg)
             return
         self._refresh(call, leg, now, out)
 
@@ -811,7 +830,7 @@ class Calls:
         else:  # glare (491) or a refusal: the session goes on, tried again in a while
             timer.due = now + (2.0 if status == 491 else timer.interval / 4)
             timer.refreshing = False
-            out.at(timer.due, self, _Timer("session", call, leg))
+            self._at(timer.due, "session", call, out, leg)
 
     # ------------------------------------------------------------------- transfers
     def _refer(self, call: Call, leg: Leg, request: Request, key: str | None, now: float,

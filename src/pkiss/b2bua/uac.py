@@ -8,11 +8,12 @@ caller does not support 100rel."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from ..config import Peer
 from ..routing import Target, rewrite
 from ..routing.failover import caller_status, fails_over
+from ..routing.numbers import RuleLike
 from ..sdp import SdpError, keep_codecs, parse_sdp
 from ..sip.digest import authorization, parse_challenge
 from ..sip.errors import ParseError
@@ -175,12 +176,11 @@ def build_attempt(
     assert frm is not None
     peer = peers.get(target.peer)
     source = peers.get(source_peer)
-    inbound = source.rewrite.inbound if source is not None else ()
-    outbound = peer.rewrite.outbound if peer is not None else ()
-
-    def renumber(text: str) -> str:
-        return rewrite(outbound, rewrite(inbound, text))
-
+    # the caller's identity as the source peer's inbound and the target's outbound rules
+    # make it (no closure: compiled, it would be a reference cycle per call)
+    renumber = _Renumber(source.rewrite.inbound if source is not None else (),
+                         peer.rewrite.outbound if peer is not None else ())  # fmt: skip
+    outbound = renumber.outbound
     source_trusted = source.trusted if source is not None else True
     target_trusted = peer.trusted if peer is not None else True
     privacy = {v.strip().lower() for value in a_invite.values("privacy") for v in value.split(";")}
@@ -221,6 +221,19 @@ def build_attempt(
         cseq=b.local_cseq, max_forwards=(max_forwards - 1) if max_forwards is not None else 69,
     )  # fmt: skip
     return b
+
+
+class _Renumber:
+    """A number through the source peer's inbound rules, then the target's outbound ones."""
+
+    __slots__ = ("inbound", "outbound")
+
+    def __init__(self, inbound: Sequence[RuleLike], outbound: Sequence[RuleLike]) -> None:
+        self.inbound = inbound
+        self.outbound = outbound
+
+    def __call__(self, text: str) -> str:
+        return rewrite(self.outbound, rewrite(self.inbound, text))
 
 
 def _identity(value: NameAddr, host: str, renumber: Callable[[str], str]) -> tuple[str | None, str]:

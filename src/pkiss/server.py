@@ -11,7 +11,6 @@ import asyncio
 import gc
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,8 +191,6 @@ UNREGISTER_WAIT = 2.0
 
 FULL_GC_INTERVAL = 600.0
 """Seconds between the full garbage collections the server runs itself."""
-YOUNG_GC_INTERVAL = 0.05
-"""Seconds between the young collections the server runs itself."""
 
 
 def raise_file_limit() -> None:
@@ -210,35 +207,23 @@ def raise_file_limit() -> None:
 
 
 def tune_gc() -> None:
-    """The collector runs when the server says (``collect_periodically``), not when CPython's
-    allocation counter says. Calls and transactions hold no reference cycles (reference
-    counting frees them), but under load the counter let the young generation grow to tens of
-    thousands of objects (it counts allocations less deallocations, and a node frees about as
-    much as it allocates), and each young collection paused the loop for 10 to 30 ms; a full
-    collection walks every live transaction, hundreds of milliseconds. What is alive at
-    start-up is frozen out of every collection."""
+    """Calls and transactions hold no reference cycles (reference counting frees them), but
+    the collector would still walk every live transaction: under load CPython's default full
+    collections pause the loop for hundreds of milliseconds, long enough for peers' packets to
+    overflow the socket buffers. Young collections stay (they are short); full ones are left to
+    ``collect_periodically`` (the threshold below is never reached in practice)."""
     gc.freeze()
-    gc.disable()
-    # the CDR writer's thread gives the interpreter back within 1 ms, not 5 (sys.setswitchinterval)
-    sys.setswitchinterval(0.001)
+    gc.set_threshold(700, 10, 100_000)
 
 
-async def collect_periodically(
-    full: float = FULL_GC_INTERVAL, young: float = YOUNG_GC_INTERVAL
-) -> None:
-    """A young collection every ``young`` seconds (what was allocated since and is still
-    alive: a millisecond or two), a full one every ``full`` seconds, for what cycles there are
-    (closed connections, exceptions kept in logs...)."""
+async def collect_periodically(interval: float = FULL_GC_INTERVAL) -> None:
+    """A full collection every ``interval`` seconds, for what cycles there are (closed
+    connections, exceptions kept in logs...)."""
     loop = asyncio.get_running_loop()
-    next_full = loop.time() + full
     while True:
-        await asyncio.sleep(young)
+        await asyncio.sleep(interval)
         start = loop.time()
-        if start < next_full:
-            gc.collect(1)
-            continue
         found = gc.collect()
-        next_full = loop.time() + full
         log.debug("full collection: %d objects in %.0f ms", found, (loop.time() - start) * 1e3)
 
 

@@ -1,6 +1,6 @@
 """Where records go: one SQL table through SQLAlchemy Core, SQLite by default, PostgreSQL by
 URL. Writes leave the event loop: records wait in memory and a task inserts them in batches
-in a worker thread, ten times a second; a database that is down keeps them waiting (bounded), and
+in a worker thread, once a second; a database that is down keeps them waiting (bounded), and
 the last ones are written when the node stops."""
 
 from __future__ import annotations
@@ -52,10 +52,8 @@ cdr_table = Table(
     Column("attempts", Integer, nullable=False),
 )
 
-FLUSH_INTERVAL = 0.1
-"""Seconds between two batch writes. Short: the thread that writes holds the interpreter
-while SQLAlchemy prepares the rows (about 16 µs a record), and a second's batch at 700 calls/s
-paused the event loop for 20 to 30 ms; a tenth of it fits between two of its turns."""
+FLUSH_INTERVAL = 1.0
+"""Seconds between two batch writes."""
 MAX_PENDING = 100_000
 """Records kept in memory while the database cannot be written; the oldest go beyond."""
 

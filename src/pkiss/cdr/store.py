@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ cdr_table = Table(
     Column("attempts", Integer, nullable=False),
 )
 
+COLUMNS = tuple(c.name for c in cdr_table.columns if c.name != "id")
+"""What a record gives, in the order of the insert's parameters."""
+_TIMES = tuple(i for i, name in enumerate(COLUMNS) if name.endswith("_at"))
+
 FLUSH_INTERVAL = 1.0
 """Seconds between two batch writes."""
 MAX_PENDING = 100_000
@@ -77,15 +82,40 @@ class CdrStore:
             if str(path) not in ("", ":memory:"):
                 path.parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(real, pool_pre_ping=True)
+        compiled = insert(cdr_table).compile(dialect=self.engine.dialect, column_keys=list(COLUMNS))
+        self._insert_sql = str(compiled)
+        self._positional = compiled.positional
+        if self._positional and tuple(compiled.positiontup or ()) != COLUMNS:
+            raise RuntimeError(f"unexpected CDR insert parameters: {compiled.positiontup}")
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._values = attrgetter(*COLUMNS)
 
     def create(self) -> None:
         metadata.create_all(self.engine)
 
     def insert(self, records: list[CallRecord]) -> None:
-        names = [c.name for c in cdr_table.columns if c.name != "id"]
-        rows = [{name: getattr(r, name) for name in names} for r in records]
+        """One transaction, straight to the driver's ``executemany``: SQLAlchemy's per-row
+        parameter processing cost 15 µs a record, in a thread that shares the interpreter
+        with the event loop (a second's batch at 700 calls/s stalled the loop 10-30 ms)."""
         with self.engine.begin() as conn:
-            conn.execute(insert(cdr_table), rows)
+            conn.exec_driver_sql(self._insert_sql, self._rows(records))
+
+    def _rows(self, records: list[CallRecord]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
+        values = self._values
+        if not self._sqlite:
+            rows = [values(r) for r in records]
+        else:  # SQLite has no time type: the text SQLAlchemy would have written
+            rows = []
+            for record in records:
+                row = list(values(record))
+                for i in _TIMES:
+                    if row[i] is not None:
+                        # what SQLAlchemy stores (and parses back): naive, microseconds
+                        row[i] = row[i].replace(tzinfo=None).isoformat(" ", "microseconds")
+                rows.append(tuple(row))
+        if self._positional:
+            return rows
+        return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
     def query(self, since: datetime | None, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` records started at or after ``since``, oldest first."""

@@ -193,8 +193,6 @@ FULL_GC_INTERVAL = 600.0
 """Seconds between the full garbage collections the server runs itself."""
 YOUNG_GC_INTERVAL = 0.05
 """Seconds between the young collections the server runs itself."""
-MIDDLE_GC_EVERY = 1
-"""One young collection in this many takes the middle generation too (CPython's own ratio)."""
 
 
 def raise_file_limit() -> None:
@@ -225,19 +223,18 @@ async def collect_periodically(
     full: float = FULL_GC_INTERVAL, young: float = YOUNG_GC_INTERVAL
 ) -> None:
     """A young collection every ``young`` seconds (what was allocated since and still lives:
-    a millisecond or two), the middle generation with every ``MIDDLE_GC_EVERY``-th, and a full
-    collection every ``full`` seconds for what cycles there are (closed connections,
-    exceptions kept in logs...). Calls and transactions make no reference cycles: reference
-    counting frees them."""
+    3-5 ms at 700 calls/s), and a full one every ``full`` seconds for what cycles there are
+    (closed connections, exceptions kept in logs...): calls and transactions make none,
+    reference counting frees them. The young collection takes CPython's middle generation too,
+    so what outlives 50 ms goes straight to the old one: a middle generation collected one
+    time in ten held 500 ms of survivors (28,000 objects at 700 calls/s, 20-35 ms a pass)."""
     loop = asyncio.get_running_loop()
     next_full = loop.time() + full
-    count = 0
     while True:
         await asyncio.sleep(young)
-        count += 1
         start = loop.time()
         if start < next_full:
-            gc.collect(1 if count % MIDDLE_GC_EVERY == 0 else 0)
+            gc.collect(1)
             continue
         found = gc.collect()
         next_full = loop.time() + full

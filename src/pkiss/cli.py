@@ -1,5 +1,6 @@
-"""``pkiss``: thin. Parse arguments, load the config, hand over to the server (``run``) or to
-the admin API's client (``status``, ``peers``, ``calls``, ``bans``, ``reload``, ``cdr``)."""
+"""``pkiss``: thin. Parse arguments, load the config, hand over to the server (``run``), to
+the admin API's client (``status``, ``peers``, ``calls``, ``bans``, ``reload``, ``cdr``) or to
+the demo (``demo``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("-c", "--config", default="pkiss.yaml", type=Path)
+    demo = sub.add_parser("demo", help="a node, an operator and two PBXs on loopback, with calls")
+    demo.add_argument("--rate", default=2.0, type=float, help="calls a second (default 2)")
+    demo.add_argument("--duration", default=900.0, type=float,
+                      help="seconds of new calls, then the demo ends (default 900)")  # fmt: skip
     for name, text in _ADMIN_COMMANDS.items():
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("-c", "--config", default="pkiss.yaml", type=Path,
@@ -118,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in _ADMIN_COMMANDS:
         return _admin(args)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.rate, args.duration)
     if args.command == "run":
         from .server import run
 

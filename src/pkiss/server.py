@@ -19,6 +19,7 @@ from .b2bua import Call
 from .config import Config, ConfigError, load_config
 from .node import Node, build
 from .sip.message import Request
+from .trace import Tracer
 
 if TYPE_CHECKING:
     from .admin.serve import AdminServer
@@ -46,6 +47,8 @@ class Server:
         self._media_watch: asyncio.Task[None] | None = None
         self.cdr: CdrWriter | None = None
         self.state: SharedState | None = None
+        trace = config.admin.trace
+        self.tracer = Tracer(keep=trace.calls, messages=trace.messages)
 
     @property
     def node(self) -> Node:
@@ -62,15 +65,20 @@ class Server:
         from .cdr import record_of, refused_record
 
         writer = await self._start_cdr()
+        tracer = self.tracer
 
         def ended(call: Call) -> None:
             writer.add(record_of(call, loop.time(), time.time()))
+            tracer.end(call.a.call_id)
 
         def refused(request: Request, peer: str, number: str, status: int, reason: str,
                     now: float) -> None:  # fmt: skip
             writer.add(refused_record(request, peer, number, status, reason, time.time()))
+            if request.call_id:
+                tracer.end(request.call_id)
 
         self._node = node = build(self.config, loop, on_end=ended, on_refused=refused)
+        self._trace(node)
         await node.engine.start()
         if node.relay is not None:
             self._media_watch = loop.create_task(self._watch_media(node))
@@ -143,9 +151,19 @@ class Server:
         self.config = config
         if self._node is not None:
             self._node.reconfigure(config)
+            self._trace(self._node)
         self.loaded_at = self.now()
         log.info("config reloaded: %d peers", len(config.peers))
         return []
+
+    def _trace(self, node: Node) -> None:
+        """``admin.trace``: on, the engine and the calls tell the tracer what crossed; its
+        bounds follow a reload, and what it holds stays."""
+        settings = self.config.admin.trace
+        self.tracer.keep, self.tracer.messages = settings.calls, settings.messages
+        on = settings.enabled
+        node.engine.tracer = self.tracer if on else None
+        node.calls.on_leg = self.tracer.link if on else None
 
     async def shutdown(self) -> None:
         node = self.node

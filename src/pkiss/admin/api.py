@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import re
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..node import Node
+from ..trace import CallTrace, Tracer, pcap
 from . import views
 from .metrics import render_metrics
 
@@ -37,6 +39,7 @@ class Server(Protocol):
     loaded_at: float
     cdr: Any
     state: Any
+    tracer: Tracer
 
     def now(self) -> float: ...
 
@@ -168,5 +171,35 @@ def build_app(server: Server) -> FastAPI:
     async def get_metrics() -> Response:
         body, content_type = render_metrics(server.node, server.now())
         return Response(body, media_type=content_type)
+
+    # ------------------------------------------------------------------ the call trace
+    def _trace_of(call_id: str) -> CallTrace:
+        trace = server.tracer.find(call_id)
+        if trace is None:
+            raise HTTPException(404, f"no trace of call {call_id!r}")
+        return trace
+
+    @app.get("/api/traces", dependencies=reads)
+    async def get_traces(q: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The traced calls, newest first: those whose Call-ID (either leg's) or number
+        (caller or called, in the first messages) holds ``q``, or the last ended ones."""
+        tracer = server.tracer
+        limit = max(1, min(limit, 1000))
+        found = tracer.search(q, limit) if q else list(tracer.ended())[:limit]
+        return [views.trace_summary(t) for t in found]
+
+    @app.get("/api/calls/{call_id}/trace", dependencies=reads)
+    async def get_trace(call_id: str) -> dict[str, Any]:
+        """Every SIP message of the call (either leg's Call-ID), both legs, in order."""
+        return _trace_of(call_id).as_dict()
+
+    @app.get("/api/calls/{call_id}/trace.pcap", dependencies=reads)
+    async def get_trace_pcap(call_id: str) -> Response:
+        """The same as a pcap file, for Wireshark or ``sngrep -I``."""
+        body = pcap(_trace_of(call_id).messages)
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", call_id)[:64]
+        disposition = f'attachment; filename="{name}.pcap"'
+        return Response(body, media_type="application/vnd.tcpdump.pcap",
+                        headers={"Content-Disposition": disposition})  # fmt: skip
 
     return app

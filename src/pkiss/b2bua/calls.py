@@ -152,6 +152,8 @@ class Calls:
         self.media_calls: dict[str, Call] = {}  # media key -> call, for idle media
         self.stats = {"calls": 0, "answered": 0, "failed": 0, "limited": 0}
         self._turn = itertools.count()
+        self.on_leg: Callable[[str, str], None] | None = None
+        """Told of each callee-side leg a call opens (its Call-ID, the caller's): the trace."""
 
     def reconfigure(self, router: Router, peers: Mapping[str, Peer],
                     max_calls: int | None = None) -> None:  # fmt: skip
@@ -309,6 +311,8 @@ class Calls:
                           self.local(target.addr), offer)  # fmt: skip
         call.b = b
         self.dialogs[(b.call_id, b.local_tag)] = (call, b)
+        if self.on_leg is not None:
+            self.on_leg(call.a.call_id, b.call_id)
         peer = call.peers.get(target.peer)
         self._send_invite(call, b, peer.setup_timeout if peer is not None else 3.0, now, out)
         # an attempt rings at most answer_timeout (a peer's calls that are never answered
@@ -959,6 +963,8 @@ class Calls:
         call.transfer = None
         self.dialogs[(c.call_id, c.local_tag)] = (call, c)
         call.b = c
+        if self.on_leg is not None:
+            self.on_leg(call.a.call_id, c.call_id)
         # the caller is told of its new far end (relayed: the relay's ports toward it stay,
         # but the stream is another one, new SSRC and sequence, which phones must reset for)
         body = self._body(call, c, response, now, "answer")

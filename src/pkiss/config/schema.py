@@ -836,12 +836,24 @@ class Security(_Frozen):
     """Addresses and networks never banned."""
 
 
+class Trace(_Frozen):
+    """The call trace (``GET /api/calls/{id}/trace``): every SIP message of the calls in
+    progress and of the last ``calls`` ended ones, both legs."""
+
+    enabled: bool = True
+    calls: int = Field(default=1000, ge=0, le=100_000)
+    """Ended calls whose messages are kept (the oldest go first)."""
+    messages: int = Field(default=200, ge=1, le=10_000)
+    """Messages kept per call (the rest are counted, not kept)."""
+
+
 class Admin(_Frozen):
     """The admin REST API, dashboard and /metrics."""
 
     listen: HostPort = Address(host="127.0.0.1", port=8080)
     token: str | None = Field(default=None, min_length=1, repr=False)
     """Bearer token; required for writes, and for reads unless `listen` is loopback."""
+    trace: Trace = Trace()
 
 
 def _check_url_port(url: str) -> None:

@@ -24,6 +24,7 @@ from .trace import Tracer
 if TYPE_CHECKING:
     from .admin.serve import AdminServer
     from .cdr import CdrWriter
+    from .hep import HepSender
     from .state import SharedState
 
 __all__ = ["Server", "run"]
@@ -49,6 +50,7 @@ class Server:
         self.state: SharedState | None = None
         trace = config.admin.trace
         self.tracer = Tracer(keep=trace.calls, messages=trace.messages)
+        self._hep: HepSender | None = None
 
     @property
     def node(self) -> Node:
@@ -157,13 +159,29 @@ class Server:
         return []
 
     def _trace(self, node: Node) -> None:
-        """``admin.trace``: on, the engine and the calls tell the tracer what crossed; its
-        bounds follow a reload, and what it holds stays."""
-        settings = self.config.admin.trace
-        self.tracer.keep, self.tracer.messages = settings.calls, settings.messages
-        on = settings.enabled
-        node.engine.tracer = self.tracer if on else None
-        node.calls.on_leg = self.tracer.link if on else None
+        """``admin.trace`` and ``trace.hep``: on, the engine and the calls tell the tracer
+        what crossed, and the tracer the HEP collector; its bounds and the collector follow a
+        reload, and what it holds stays."""
+        settings, export = self.config.admin.trace, self.config.trace
+        tracer = self.tracer
+        tracer.keep, tracer.messages = settings.calls, settings.messages
+        if not settings.enabled:
+            tracer.keep, tracer.messages = 0, 0  # HEP alone: nothing kept
+        hep = export.hep
+        sender = self._hep
+        if sender is not None and (hep is None or sender.dest != (hep.host, hep.port)
+                                   or sender.agent != export.hep_agent):  # fmt: skip
+            sender.close()
+            sender = self._hep = None
+        if hep is not None and sender is None:
+            from .hep import HepSender
+
+            sender = self._hep = HepSender(hep.host, hep.port, export.hep_agent)
+            log.info("SIP messages to the HEP collector at %s", hep)
+        tracer.export = sender
+        on = settings.enabled or sender is not None
+        node.engine.tracer = tracer if on else None
+        node.calls.on_leg = tracer.link if on else None
 
     async def shutdown(self) -> None:
         node = self.node

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,8 @@ class Tracer:
         self.keep = keep
         self.messages = messages
         self.pending = pending
+        self.export: Callable[[TraceMessage, str], None] | None = None
+        """Told of every message with its call's correlation id (``trace.hep``)."""
         self._calls: dict[str, CallTrace] = {}  # any leg's Call-ID -> its call's trace
         self._ended: dict[str, CallTrace] = {}  # first Call-ID -> trace, oldest first
         self._pending: dict[str, CallTrace] = {}  # Call-IDs of no call (yet), oldest first
@@ -86,10 +88,13 @@ class Tracer:
                 trace = self._pending[call_id] = CallTrace([call_id])
                 if len(self._pending) > self.pending:
                     del self._pending[next(iter(self._pending))]
+        message = TraceMessage(at, direction, transport, src, dst, data)
+        if self.export is not None:
+            self.export(message, trace.call_ids[0])
         if len(trace.messages) >= self.messages:
             trace.truncated += 1
             return
-        trace.messages.append(TraceMessage(at, direction, transport, src, dst, data))
+        trace.messages.append(message)
 
     def link(self, call_id: str, leg_call_id: str) -> None:
         """``leg_call_id`` (a callee-side leg) belongs to the call of ``call_id``."""

@@ -122,3 +122,42 @@ def test_a_call_is_traced_on_both_legs_found_by_number_or_call_id_and_read_by_sn
     packets = [line for line in read.splitlines() if " IP " in line and " > " in line]
     assert len(packets) == len(trace["messages"]), read
     assert read.count("INVITE sip:") == 2 and read.count(f"Call-ID: {b_id}") >= 6, read
+
+
+def test_every_message_goes_to_a_hep_collector_that_sngrep_shows(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], tmp_path: Path
+) -> None:
+    if shutil.which("sngrep") is None:
+        pytest.skip("sngrep is not installed (make deps): no HEP collector to send to")
+    hep_port = free_port()
+    out = tmp_path / "hep.pcap"
+    collector = subprocess.Popen(["sngrep", "-N", "-q", "-L", f"udp:127.0.0.1:{hep_port}",
+                                  "-O", str(out)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        sbc_port, op_port, pbx_port = free_port(), free_port(OPERATOR), free_port(PBX)
+        config = basic_config(sbc_port, carrier_port=op_port, pbx_port=pbx_port)
+        config["trace"] = {"hep": f"udp:127.0.0.1:{hep_port}"}
+        node = sbc_factory(config)
+        time.sleep(0.5)  # sngrep listening
+        pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1).start()
+        uac = sipp_factory("uac_basic", local_ip=OPERATOR, local_port=op_port,
+                           remote=("127.0.0.1", sbc_port), service=CALLED, caller=CALLER,
+                           calls=1).start()  # fmt: skip
+        uac.check()
+        pbx.check()
+        (summary,) = get_json(node, "/api/traces?q=%2B33123456789")
+        a_id, b_id = summary["call_ids"]
+        trace = get_json(node, f"/api/calls/{a_id}/trace")
+        time.sleep(0.5)
+    finally:
+        collector.terminate()
+        collector.wait(timeout=10)
+    read = subprocess.run(["tcpdump", "-nn", "-A", "-r", str(out)], capture_output=True,
+                          text=True, timeout=30, check=True).stdout  # fmt: skip
+    packets = [line for line in read.splitlines() if " IP " in line and " > " in line]
+    assert len(packets) == len(trace["messages"]), read
+    # with the addresses each message crossed between, both legs
+    assert any(f"IP {OPERATOR}.{op_port} > 127.0.0.1.{sbc_port}:" in p for p in packets), packets
+    assert any(f"IP 127.0.0.1.{sbc_port} > {PBX}.{pbx_port}:" in p for p in packets), packets
+    assert read.count(f"Call-ID: {a_id}") >= 6 and read.count(f"Call-ID: {b_id}") >= 6

@@ -112,3 +112,36 @@ def test_pcap_holds_each_message_as_an_ip_packet_with_valid_checksums() -> None:
     assert udp6[0] >> 4 == 6 and udp6[6] == 17 and udp6[48:] == sip
     pseudo = udp6[8:40] + struct.pack("!IxxxB", len(udp6) - 40, 17)
     assert _fold(pseudo + udp6[40:]) == 0xFFFF
+
+
+def test_hep_packets_carry_the_message_its_addresses_and_the_call_correlation_id() -> None:
+    from pkiss.hep import encode
+    from pkiss.trace import TraceMessage
+
+    sip = _invite("b-leg")
+    packet = encode(TraceMessage(1796320000.5, "out", "udp", B, ("127.0.0.3", 5070), sip),
+                    "a-leg", agent=7)  # fmt: skip
+    assert packet[:4] == b"HEP3" and struct.unpack("!H", packet[4:6])[0] == len(packet)
+    chunks, offset = {}, 6
+    while offset < len(packet):
+        vendor, kind, length = struct.unpack("!HHH", packet[offset : offset + 6])
+        assert vendor == 0 and length >= 6
+        chunks[kind] = packet[offset + 6 : offset + length]
+        offset += length
+    assert offset == len(packet)
+    assert chunks[1] == b"\x02" and chunks[2] == b"\x11" and chunks[11] == b"\x01"  # v4 UDP SIP
+    assert chunks[3] == bytes([127, 0, 0, 1]) and chunks[4] == bytes([127, 0, 0, 3])
+    assert struct.unpack("!H", chunks[7])[0] == 5060 and struct.unpack("!H", chunks[8])[0] == 5070
+    assert struct.unpack("!II", chunks[9] + chunks[10]) == (1796320000, 500000)
+    assert struct.unpack("!I", chunks[12])[0] == 7
+    assert chunks[17] == b"a-leg" and chunks[15] == sip
+
+
+def test_the_tracer_exports_every_message_with_its_call_correlation_id() -> None:
+    t = Tracer(messages=1)
+    sent: list[tuple[bytes, str]] = []
+    t.export = lambda m, correlation: sent.append((m.data[:6], correlation))
+    t.message("a-leg", 1.0, "in", "udp", A, B, _invite("a-leg"))
+    t.link("a-leg", "b-leg")
+    t.message("b-leg", 1.1, "out", "udp", B, A, _invite("b-leg"))  # beyond the cap: still sent
+    assert sent == [(b"INVITE", "a-leg"), (b"INVITE", "a-leg")]

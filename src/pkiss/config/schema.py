@@ -847,6 +847,22 @@ class Trace(_Frozen):
     """Messages kept per call (the rest are counted, not kept)."""
 
 
+class TraceExport(_Frozen):
+    """``trace``: where every traced SIP message goes as well."""
+
+    hep: ControlEndpoint | None = None
+    """A Homer or heplify collector (or ``sngrep -L``), ``udp:host:port``: HEPv3 packets."""
+    hep_agent: int = Field(default=0, ge=0, le=4294967295)
+    """The capture agent id the packets carry (which node sent them)."""
+
+    @field_validator("hep")
+    @classmethod
+    def _udp_only(cls, value: Endpoint | None) -> Endpoint | None:
+        if value is not None and value.transport != "udp":
+            raise ValueError("HEP goes over UDP: udp:host:port")
+        return value
+
+
 class Admin(_Frozen):
     """The admin REST API, dashboard and /metrics."""
 
@@ -929,6 +945,7 @@ class Config(_Frozen):
     """The outbound table for calls from PBX peers without their own `routes`."""
     security: Security = Field(default_factory=Security)
     admin: Admin = Field(default_factory=Admin)
+    trace: TraceExport = Field(default_factory=TraceExport)
     storage: Storage = Field(default_factory=Storage)
     state: Annotated[str, AfterValidator(_check_state)] = "memory"
     """Where bans, call counts and health are kept: memory, or a redis:// URL shared by nodes."""

@@ -265,3 +265,35 @@ def test_a_drain_on_one_node_steers_the_other(
     assert host_row(two, address)["drained"] is False
     calls_through_two(2)
     assert (invites(primary), invites(secondary)) == (2, 2)
+
+
+# ---------------------------------------------------------------------------- dashboard
+
+
+def test_the_dashboard_shows_drains_and_offers_the_buttons(network: Callable[..., Network]) -> None:
+    from test_dashboard import CHROMIUM, rendered
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not on PATH (package chromium)")
+    net = network(OPERATOR, PRIMARY, SECONDARY)
+    ports = net.ports
+    config = net.basic_config(carrier=OPERATOR, pbx=PRIMARY)
+    two_host_pbx(config, ports[PRIMARY], ports[SECONDARY])
+    node = net.start(config)
+    net.uas(PRIMARY, auto_answer=True, timeout=60)
+    secondary = net.uas(SECONDARY, auto_answer=True, timeout=60)
+    assert api(node, "POST", f"/api/hosts/{PRIMARY}:{ports[PRIMARY]}/drain")[0] == 200
+    caller = net.uac(OPERATOR, CALLED, calls=1, pause_ms=8000, timeout=30)
+    assert wait_for(lambda: [c["state"] for c in node.cli_json("calls")] == ["answered"], 5)
+    assert invites(secondary) == 1
+
+    dom = rendered(f"http://{node.config['admin']['listen']}/")
+    assert "updated " in dom, dom[-3000:]  # the script ran and read the API
+    peers = dom.split('id="peers"', 1)[1].split("</table>", 1)[0]
+    assert f"{PRIMARY}:{ports[PRIMARY]} up drained" in peers
+    # one Undrain (the primary), a Drain for each other host and each peer
+    assert peers.count(">Undrain</button>") == 1
+    assert peers.count(">Drain</button>") == 1 + 1 + 2
+    calls = dom.split('id="calls"', 1)[1].split("</table>", 1)[0]
+    assert "answered" in calls and calls.count(">Hang up</button>") == 1
+    caller.check(timeout=20)

@@ -67,9 +67,9 @@ def test_a_drained_primary_host_goes_after_the_secondary() -> None:
     config, router, drains = setup()
     assert route(router, config, "+33100", "op-a", drains) == ["10.0.0.10:5060", "10.0.0.11:5060"]
     assert drains.resolve("10.0.0.10:5060") == ("host", ["10.0.0.10:5060"])
-    assert drains.set("host", ["10.0.0.10:5060"], True)
+    assert drains.change("host", ["10.0.0.10:5060"], True)
     assert route(router, config, "+33100", "op-a", drains) == ["10.0.0.11:5060", "10.0.0.10:5060"]
-    assert drains.set("host", ["10.0.0.10:5060"], False)
+    assert drains.change("host", ["10.0.0.10:5060"], False)
     assert route(router, config, "+33100", "op-a", drains) == ["10.0.0.10:5060", "10.0.0.11:5060"]
 
 
@@ -77,14 +77,14 @@ def test_the_last_host_drained_is_the_same_outcome_as_all_hosts_down() -> None:
     config, router, drains = setup()
     down = frozenset({Addr("udp", "10.0.0.10", 5060), Addr("udp", "10.0.0.11", 5060)})
     all_down = router.route(invite("+33100"), config.peer("op-a"), 0, down)  # type: ignore[attr-defined]
-    drains.set("host", ["10.0.0.10:5060", "10.0.0.11:5060"], True)
+    drains.change("host", ["10.0.0.10:5060", "10.0.0.11:5060"], True)
     drained = router.route(invite("+33100"), config.peer("op-a"), 0, drains.addrs, drains.peers)  # type: ignore[attr-defined]
     assert drained == all_down
     # a strict peer: every host drained leaves no candidate, 503 as with every host down
-    drains.set("peer", ["strict-pbx"], True)
+    drains.change("peer", ["strict-pbx"], True)
     assert route(router, config, "+33200", "op-a", drains) == ["503"]
-    drains.set("peer", ["strict-pbx"], False)
-    drains.set("host", ["10.0.1.10:5060"], True)
+    drains.change("peer", ["strict-pbx"], False)
+    drains.change("host", ["10.0.1.10:5060"], True)
     assert route(router, config, "+33200", "op-a", drains) == ["10.0.1.10:5070"]
 
 
@@ -92,7 +92,7 @@ def test_a_drained_carrier_is_tried_after_the_next_one() -> None:
     config, router, drains = setup()
     assert route(router, config, "+4420", "pbx", drains) == ["10.1.0.1:5060", "10.2.0.1:5060"]
     assert drains.resolve("op-a") == ("peer", ["op-a"])
-    drains.set("peer", ["op-a"], True)
+    drains.change("peer", ["op-a"], True)
     assert route(router, config, "+4420", "pbx", drains) == ["10.2.0.1:5060", "10.1.0.1:5060"]
 
 
@@ -101,14 +101,14 @@ def test_a_bare_host_names_every_port_and_unknown_names_nothing() -> None:
     assert drains.resolve("10.0.1.10") == ("host", ["10.0.1.10:5060", "10.0.1.10:5070"])
     assert drains.resolve("10.0.0.99:5060") == ("", [])
     assert drains.resolve("nobody") == ("", [])
-    assert not drains.set("host", [], True)  # nothing changed
+    assert not drains.change("host", [], True)  # nothing changed
     assert drains.version == 0
 
 
 def test_drains_stay_across_a_new_config_and_follow_its_hosts() -> None:
     _, _, drains = setup()
-    drains.set("host", ["10.0.0.11:5060"], True)
-    drains.set("peer", ["op-b"], True)
+    drains.change("host", ["10.0.0.11:5060"], True)
+    drains.change("peer", ["op-b"], True)
     assert drains.addrs == {Addr("udp", "10.0.0.11", 5060)}
     # the reload moves that address to TCP and adds a peer that lists it as well
     moved = CONFIG.replace(
@@ -125,7 +125,7 @@ def test_drains_stay_across_a_new_config_and_follow_its_hosts() -> None:
 
 def test_shared_drains_replace_the_local_set() -> None:
     _, _, drains = setup()
-    drains.set("host", ["10.0.0.10:5060"], True)
+    drains.change("host", ["10.0.0.10:5060"], True)
     assert drains.replace(frozenset({"op-a"}), frozenset())
     assert drains.peers == {"op-a"} and drains.addrs == frozenset()
     assert not drains.replace(frozenset({"op-a"}), frozenset())

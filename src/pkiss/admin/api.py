@@ -140,7 +140,7 @@ def build_app(server: Server) -> FastAPI:
         # the store cannot be written)
         if shared is not None and not await shared.write_drains(kind, names, drained):
             raise HTTPException(503, "shared state unavailable: nothing changed")
-        drains.set(kind, names, drained)
+        drains.change(kind, names, drained)
         return {"drained" if drained else "undrained": kind, "names": names}
 
     @app.post("/api/peers/{peer}/drain", dependencies=writes)

@@ -88,7 +88,7 @@ class Drains:
                     found.append(key)
         return ("host", found) if found else ("", [])
 
-    def set(self, kind: str, names: Iterable[str], drained: bool) -> bool:
+    def change(self, kind: str, names: Iterable[str], drained: bool) -> bool:
         """Drain (or undrain) peers (``kind`` "peer") or hosts ("host"); True when it
         changed anything."""
         current = self.peers if kind == "peer" else self.hosts

@@ -29,6 +29,12 @@ peers:
     hosts: [{address: "10.0.1.10:5060", priority: 1}, {address: "10.0.1.10:5070", priority: 2}]
     health: {strict: true}
     dids: ["+332*"]
+  remote:
+    role: pbx
+    hosts: registered
+    match: {username: remote1}
+    password: secret
+    dids: ["+334*"]
 routes:
   - {prefix: "", via: [op-a, op-b]}
 """
@@ -101,6 +107,7 @@ def test_a_bare_host_names_every_port_and_unknown_names_nothing() -> None:
     assert drains.resolve("10.0.1.10") == ("host", ["10.0.1.10:5060", "10.0.1.10:5070"])
     assert drains.resolve("10.0.0.99:5060") == ("", [])
     assert drains.resolve("nobody") == ("", [])
+    assert drains.resolve("remote") == ("registered", ["remote"])
     assert not drains.change("host", [], True)  # nothing changed
     assert drains.version == 0
 

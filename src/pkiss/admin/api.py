@@ -132,6 +132,8 @@ def build_app(server: Server) -> FastAPI:
     async def steer(kind: str, name: str, drained: bool) -> dict[str, Any]:
         drains = server.node.drains
         found, names = drains.resolve(name)
+        if found == "registered" and kind == "peer":
+            raise HTTPException(422, f"{name} has hosts: registered: no fixed host to drain")
         if found != kind:
             what = "peer" if kind == "peer" else "host at that address"
             raise HTTPException(404, f"no {what} is configured: {name}")

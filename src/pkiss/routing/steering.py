@@ -74,9 +74,13 @@ class Drains:
 
     def resolve(self, name: str) -> tuple[str, list[str]]:
         """What ``name`` names: ``("peer", [name])``, ``("host", [host_key, ...])`` (a bare
-        host: every configured port of it), or ``("", [])`` when nothing configured."""
-        if name in self._config:
-            return "peer", [name]
+        host: every configured port of it), ``("registered", [name])`` for a PBX with
+        ``hosts: registered`` (not drained: no fixed host), or ``("", [])`` when nothing
+        configured."""
+        peer = self._config.get(name)
+        if peer is not None:
+            # a PBX with ``hosts: registered`` has no host routing could skip
+            return ("registered" if peer.registered else "peer"), [name]
         found: list[str] = []
         for peer in self._config.values():
             if peer.registered:

@@ -92,7 +92,8 @@ def test_drain_a_host_while_a_call_is_up_then_undrain_it(
     assert wait_for(lambda: [c["state"] for c in node.cli_json("calls")] == ["answered"], 5)
     assert (invites(primary), invites(secondary)) == (1, 0)
 
-    # drained as a user types it
+    # drained as a user types it, once the probes found the primary up
+    assert wait_for(lambda: host_row(node, address)["state"] == "up", 5)
     done = node.cli("drain", address)
     assert done.returncode == 0, done.stderr
     assert f"drained host {address}" in done.stdout

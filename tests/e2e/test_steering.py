@@ -271,7 +271,8 @@ def test_a_drain_on_one_node_steers_the_other(
 # ---------------------------------------------------------------------------- dashboard
 
 
-def test_the_dashboard_shows_drains_and_offers_the_buttons(network: Callable[..., Network]) -> None:
+def test_the_dashboard_shows_drains_and_its_buttons_work(network: Callable[..., Network]) -> None:
+    from browser import Browser
     from test_dashboard import CHROMIUM, rendered
 
     if CHROMIUM is None:
@@ -283,18 +284,44 @@ def test_the_dashboard_shows_drains_and_offers_the_buttons(network: Callable[...
     node = net.start(config)
     net.uas(PRIMARY, auto_answer=True, timeout=60)
     secondary = net.uas(SECONDARY, auto_answer=True, timeout=60)
-    assert api(node, "POST", f"/api/hosts/{PRIMARY}:{ports[PRIMARY]}/drain")[0] == 200
-    caller = net.uac(OPERATOR, CALLED, calls=1, pause_ms=8000, timeout=30)
+    address = f"{PRIMARY}:{ports[PRIMARY]}"
+    assert api(node, "POST", f"/api/hosts/{address}/drain")[0] == 200
+    caller = net.uac(OPERATOR, CALLED, calls=1, scenario="uac_recv_bye", timeout=30)
     assert wait_for(lambda: [c["state"] for c in node.cli_json("calls")] == ["answered"], 5)
     assert invites(secondary) == 1
+    base = f"http://{node.config['admin']['listen']}/"
 
-    dom = rendered(f"http://{node.config['admin']['listen']}/")
+    dom = rendered(base)
     assert "updated " in dom, dom[-3000:]  # the script ran and read the API
     peers = dom.split('id="peers"', 1)[1].split("</table>", 1)[0]
-    assert f"{PRIMARY}:{ports[PRIMARY]} up drained" in peers
+    assert f"{address} up drained" in peers
     # one Undrain (the primary), a Drain for each other host and each peer
     assert peers.count(">Undrain</button>") == 1
     assert peers.count(">Drain</button>") == 1 + 1 + 2
     calls = dom.split('id="calls"', 1)[1].split("</table>", 1)[0]
     assert "answered" in calls and calls.count(">Hang up</button>") == 1
-    caller.check(timeout=20)
+
+    def click(table: str, text: str) -> str:
+        return (f"[...document.querySelectorAll('#{table} button')]"
+                f".find((b) => b.textContent === '{text}').click()")  # fmt: skip
+
+    with Browser(CHROMIUM, base) as page:
+        assert page.until("[...document.querySelectorAll('#peers button')]"
+                          ".some((b) => b.textContent === 'Undrain')")  # fmt: skip
+        # a write without the token: the page asks for it, nothing changes
+        page.run(click("peers", "Undrain"))
+        assert page.until("!document.getElementById('token-form').hidden")
+        assert host_row(node, address)["drained"] is True
+        page.run(f"document.getElementById('token').value = '{TOKEN}';"
+                 "document.getElementById('token-form').requestSubmit()")  # fmt: skip
+        page.run(click("peers", "Undrain"))
+        assert wait_for(lambda: host_row(node, address)["drained"] is False, 5)
+        assert page.until(f"document.getElementById('peers').textContent"
+                          f".includes('{address} up ')")  # fmt: skip
+        # hang up, confirmed
+        page.run("window.confirm = () => true")
+        page.run(click("calls", "Hang up"))
+        assert wait_for(lambda: node.cli_json("calls") == [], 5)
+    assert caller.check(timeout=10)["SuccessfulCall(C)"] == 1
+    assert len(received(secondary, "BYE")) == 1
+    assert [r["reason"] for r in node.cli_json("cdr")] == ["hung up by admin"]

@@ -119,7 +119,7 @@ class Server:
 
         loop = asyncio.get_running_loop()
         self.state = SharedState(url, node.limits, node.security.bans, loop.time,
-                                 health=node.monitor)  # fmt: skip
+                                 health=node.monitor, drains=node.drains)  # fmt: skip
         await self.state.start()
 
     async def _start_admin(self, node: Node) -> None:

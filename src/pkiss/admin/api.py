@@ -25,7 +25,10 @@ from ..trace import CallTrace, Tracer, pcap
 from . import views
 from .metrics import render_metrics
 
-__all__ = ["Server", "build_app"]
+__all__ = ["HUNG_UP_BY_ADMIN", "Server", "build_app"]
+
+HUNG_UP_BY_ADMIN = "hung up by admin"
+"""The reason in the record of a call an operator ended."""
 
 
 class Server(Protocol):
@@ -128,6 +131,48 @@ def build_app(server: Server) -> FastAPI:
     @app.get("/api/calls", dependencies=reads)
     async def get_calls() -> list[dict[str, Any]]:
         return views.call_rows(server.node, server.now())
+
+    async def steer(kind: str, name: str, drained: bool) -> dict[str, Any]:
+        drains = server.node.drains
+        found, names = drains.resolve(name)
+        if found == "registered" and kind == "peer":
+            raise HTTPException(422, f"{name} has hosts: registered: no fixed host to drain")
+        if found != kind:
+            what = "peer" if kind == "peer" else "host at that address"
+            raise HTTPException(404, f"no {what} is configured: {name}")
+        shared = server.state
+        # shared first: every node then sees it, this one included (nothing changes when
+        # the store cannot be written)
+        if shared is not None and not await shared.write_drains(kind, names, drained):
+            raise HTTPException(503, "shared state unavailable: nothing changed")
+        drains.change(kind, names, drained)
+        return {"drained" if drained else "undrained": kind, "names": names}
+
+    @app.post("/api/peers/{peer}/drain", dependencies=writes)
+    async def drain_peer(peer: str) -> dict[str, Any]:
+        return await steer("peer", peer, True)
+
+    @app.post("/api/peers/{peer}/undrain", dependencies=writes)
+    async def undrain_peer(peer: str) -> dict[str, Any]:
+        return await steer("peer", peer, False)
+
+    @app.post("/api/hosts/{host}/drain", dependencies=writes)
+    async def drain_host(host: str) -> dict[str, Any]:
+        return await steer("host", host, True)
+
+    @app.post("/api/hosts/{host}/undrain", dependencies=writes)
+    async def undrain_host(host: str) -> dict[str, Any]:
+        return await steer("host", host, False)
+
+    @app.post("/api/calls/{call_id:path}/hangup", dependencies=writes)
+    async def hangup(call_id: str) -> dict[str, Any]:
+        """BYE to both legs of a call in progress (CANCEL and 487 when not answered yet)."""
+        node = server.node
+        sends = node.core.hangup(call_id, HUNG_UP_BY_ADMIN, server.now())
+        if sends is None:
+            raise HTTPException(404, f"no call in progress has the id {call_id}")
+        node.engine.drive(sends)
+        return {"hung_up": call_id}
 
     @app.get("/api/bans", dependencies=reads)
     async def get_bans() -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ def status(node: Node, started_at: float, loaded_at: float, now: float,
         "calls": dict(calls.stats),
         "dropped": node.dropped,
         "bans": len(node.security.bans.active(now)),
+        "drains": {"peers": sorted(node.drains.peers), "hosts": sorted(node.drains.hosts)},
         "security": dict(node.security.stats),
         "media": _media(node),
     }
@@ -72,6 +73,7 @@ def peer_rows(node: Node, now: float) -> list[dict[str, Any]]:
     from ..sip.transaction import Addr
 
     counters = node.calls.limits.snapshot()
+    drains = node.drains
     registrations = node.registrations
     rows: list[dict[str, Any]] = []
     for name, peer in node.config.peers.items():
@@ -88,13 +90,15 @@ def peer_rows(node: Node, now: float) -> list[dict[str, Any]]:
                 addr = Addr(host.transport, host.host, host.port)
                 hosts.append({"address": str(host.address), "transport": host.transport,
                               "priority": host.priority, "weight": host.weight,
-                              "state": _host_state(node, addr)})  # fmt: skip
+                              "state": _host_state(node, addr),
+                              "drained": drains.host_drained(name, addr)})  # fmt: skip
         count = counters.get(name)
         limits = peer.call_limits
         row: dict[str, Any] = {
             "name": name,
             "role": peer.role,
             "strategy": peer.strategy,
+            "drained": name in drains.peers,
             "hosts": hosts,
             "calls": count.calls if count is not None else 0,
             "admitted": count.admitted if count is not None else 0,

@@ -89,6 +89,18 @@ def test_the_demo_places_calls_with_media_fails_over_and_stops_everything_on_ctr
         calls = json.loads(_get(base + "/api/calls", token))
         assert calls and {c["callee_peer"] for c in calls} == {"pbx"}, calls
 
+        # drained from the command the demo printed: new calls go to the secondary only
+        drain = re.search(r"drain\s+(\.venv/bin/pkiss drain \S+ -c \S+)", banner)
+        assert drain, banner
+        argv = drain.group(1).split()
+        done = subprocess.run([sys.executable, "-m", "pkiss", *argv[1:]], capture_output=True,
+                              text=True, timeout=30)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        peers = json.loads(_get(base + "/api/peers", token))
+        assert "drained" in json.dumps(peers), peers
+        undrain = [sys.executable, "-m", "pkiss", "undrain", *argv[2:]]
+        assert subprocess.run(undrain, capture_output=True, timeout=30).returncode == 0
+
         # the primary stops answering: it goes down, and calls keep being answered
         def primary_state() -> Any:
             peers = json.loads(_get(base + "/api/peers", token))

@@ -1,8 +1,8 @@
 """``pkiss demo``: a node and its neighbours on this machine's loopback, for a newcomer to
 watch. An operator (SIPp, 127.0.0.2) calls a PBX with two hosts, a primary (127.0.0.3) and a
 secondary (127.0.0.4), through a node on 127.0.0.1, a few calls a second, each with 8 s of
-G.711 relayed by the node; the dashboard shows them. Stop the primary's health (or drain it)
-and the calls move to the secondary. Ctrl-C stops everything the demo started, by PID.
+G.711 relayed by the node; the dashboard shows them. Drain the primary (or stop it) and the
+calls move to the secondary. Ctrl-C stops everything the demo started, by PID.
 
 Everything lives in a fresh directory (its config, CDRs and logs), kept at the end for a look.
 """
@@ -200,6 +200,9 @@ def run_demo(rate: float = 2.0, duration: float = 900.0, out: TextIO = sys.stdou
             say(f"  calls      .venv/bin/pkiss calls -c {config}")
             say(f"  records    .venv/bin/pkiss cdr -c {config}")
             say(f"  workdir    {workdir}   (config, CDRs, logs)")
+            say(f"  drain      .venv/bin/pkiss drain {PRIMARY}:{hosts['primary']} -c {config}")
+            say("             (or the dashboard's Drain button: new calls go to the secondary;"
+                " undrain brings them back)")  # fmt: skip
             say(
                 f"  failover   kill -STOP {children.procs[1][1].pid}  (the primary stops "
                 f"answering: calls move to the secondary; kill -CONT to bring it back)"

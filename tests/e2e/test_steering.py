@@ -68,6 +68,17 @@ def host_row(node: Pkiss, address: str) -> dict[str, Any]:
     raise AssertionError(f"{address} not in pkiss peers")
 
 
+def pbx_up(node: Pkiss, timeout: float = 6.0) -> bool:
+    """Wait until the probes of ``node`` found both PBX hosts up (a host found down would go
+    last with the drained one)."""
+
+    def up() -> bool:
+        peer = next(p for p in node.cli_json("peers") if p["name"] == "pbx")
+        return all(h["state"] == "up" for h in peer["hosts"])
+
+    return wait_for(up, timeout)
+
+
 def invites(uas: Sipp) -> int:
     return len(received(uas, "INVITE"))
 
@@ -92,8 +103,8 @@ def test_drain_a_host_while_a_call_is_up_then_undrain_it(
     assert wait_for(lambda: [c["state"] for c in node.cli_json("calls")] == ["answered"], 5)
     assert (invites(primary), invites(secondary)) == (1, 0)
 
-    # drained as a user types it, once the probes found the primary up
-    assert wait_for(lambda: host_row(node, address)["state"] == "up", 5)
+    # drained as a user types it, once the probes found both hosts up
+    assert pbx_up(node)
     done = node.cli("drain", address)
     assert done.returncode == 0, done.stderr
     assert f"drained host {address}" in done.stdout
@@ -237,6 +248,7 @@ def test_a_drain_on_one_node_steers_the_other(
     secondary = sipp_factory("uas_basic", local_ip=SECONDARY, local_port=secondary_port,
                              calls=None, auto_answer=True, timeout=60).start()  # fmt: skip
     address = f"{PRIMARY}:{primary_port}"
+    assert pbx_up(one) and pbx_up(two)
 
     def calls_through_two(count: int) -> None:
         sipp_factory("uac_basic", local_ip=OPERATOR, local_port=op_port,
@@ -285,6 +297,7 @@ def test_the_dashboard_shows_drains_and_its_buttons_work(network: Callable[..., 
     net.uas(PRIMARY, auto_answer=True, timeout=60)
     secondary = net.uas(SECONDARY, auto_answer=True, timeout=60)
     address = f"{PRIMARY}:{ports[PRIMARY]}"
+    assert pbx_up(node)
     assert api(node, "POST", f"/api/hosts/{address}/drain")[0] == 200
     caller = net.uac(OPERATOR, CALLED, calls=1, scenario="uac_recv_bye", timeout=30)
     assert wait_for(lambda: [c["state"] for c in node.cli_json("calls")] == ["answered"], 5)

@@ -122,6 +122,10 @@ def test_the_demo_places_calls_with_media_fails_over_and_stops_everything_on_ctr
         records = Path(workdir.group(1)) / "cdr.sqlite"
         assert records.exists() and records.stat().st_size > 0
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait(timeout=10)
+        if demo.poll() is None:  # a failed check: the demo stops what it started
+            os.killpg(demo.pid, signal.SIGINT)
+            try:
+                demo.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait(timeout=10)

@@ -85,6 +85,17 @@ def demo_config(workdir: Path, sip: int, admin: int, token: str,
     }
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the demo's process ends, however it ends
+    (Linux ``PR_SET_PDEATHSIG``; elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class _Children:
     """What the demo started, stopped in the reverse order, by PID."""
 
@@ -96,9 +107,11 @@ class _Children:
     def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed in stop_all
         self._logs.append(log)
-        # a session of its own: the terminal's Ctrl-C reaches the demo, which stops them in order
+        # a session of its own: the terminal's Ctrl-C reaches the demo, which stops them in
+        # order; and each dies with the demo should the demo itself be killed (SIGKILL)
         proc = subprocess.Popen(args, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent)  # fmt: skip
         self.procs.append((name, proc))
         return proc
 

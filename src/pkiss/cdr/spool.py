@@ -2,7 +2,7 @@
 while its database is down loses none of the calls that had ended before its last batch.
 
 One append-only file of lines, each line one record as a JSON array (``COLUMNS`` order,
-times as ISO 8601). A batch is appended and ``fsync``-ed once; once the database has its
+times as Unix time). A batch is appended and ``fsync``-ed once; once the database has its
 records, the spool is truncated (everything inserted) or its committed offset moves (a
 long backlog replayed in parts), in ``<path>.done``. Lines at or past that offset are what
 the database does not have yet; they are replayed when it answers. Inserts ignore a record
@@ -23,9 +23,11 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .table import COLUMNS, TIMES
 
 __all__ = ["Spool", "SpoolError"]
 
@@ -103,7 +105,7 @@ class Spool:
     def append(self, rows: Sequence[Row]) -> int:
         """Write ``rows`` (each ``COLUMNS`` values) and fsync once; how many were written (a
         prefix of ``rows``: those that fit under ``max_bytes``)."""
-        lines = [encode(row) for row in rows]
+        lines = list(map(encode, rows))
         room = self.max_bytes - self.size
         taken = 0
         length = 0
@@ -176,16 +178,23 @@ class Spool:
         os.close(self._fd)  # the lock goes with it
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""One encoder for every line: ``json.dumps`` with options builds one a call."""
+
+
 def encode(row: Row) -> bytes:
-    """One record as a spool line."""
-    values = [v.isoformat() if isinstance(v, datetime) else v for v in row]
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """One record as a spool line; times as Unix time (seconds, UTC): a third of the cost of
+    ISO 8601 text, in a thread that shares the interpreter with the event loop."""
+    values = list(row)
+    for i in TIMES:
+        at = values[i]
+        if at is not None:
+            values[i] = at.timestamp()
+    return _encode(values).encode() + b"\n"
 
 
 def decode(line: bytes) -> Row | None:
-    """A spool line's record, times as ``datetime``; None for a line that is not one."""
-    from .store import COLUMNS, TIMES
-
+    """A spool line's record, times as ``datetime`` (UTC); None for a line that is not one."""
     try:
         values = json.loads(line)
     except ValueError:
@@ -195,7 +204,7 @@ def decode(line: bytes) -> Row | None:
     try:
         for i in TIMES:
             if values[i] is not None:
-                values[i] = datetime.fromisoformat(values[i])
-    except (TypeError, ValueError):
+                values[i] = datetime.fromtimestamp(values[i], UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
     return tuple(values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,35 @@ def test_query_filters_by_peer_number_and_status_and_pages_back(tmp_path: Path) 
     assert ids(limit=2, offset=2) == ["2", "3"]  # the page before
     assert ids(limit=2, offset=6) == []
     store.close()
+
+
+def test_a_cancelled_flush_finishes_its_batch_before_the_next_one_starts(tmp_path: Path) -> None:
+    """A node stopping cancels the writer's task in the middle of a batch: the thread goes
+    on, and the last flush waits for it instead of writing the spool beside it."""
+    inserting: list[int] = []
+
+    async def main() -> None:
+        w = writer(tmp_path)
+        await w.start()
+        real = w.store.insert
+
+        def slow(rows: Any) -> None:
+            inserting.append(len(rows))
+            assert len(inserting) == 1 or not busy, "two inserts at once"
+            busy.append(1)
+            time.sleep(0.3)
+            real(rows)
+            busy.clear()
+
+        busy: list[int] = []
+        w.store.insert = slow  # type: ignore[method-assign]
+        w.add(record(0))
+        first = asyncio.create_task(w.flush())
+        await asyncio.sleep(0.1)
+        first.cancel()
+        w.add(record(1))
+        await w.stop()
+
+    asyncio.run(main())
+    assert inserting == [1, 1]
+    assert call_ids(tmp_path / "cdr.sqlite") == ["call-0@op", "call-1@op"]

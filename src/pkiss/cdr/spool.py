@@ -117,9 +117,14 @@ class Spool:
         if taken:
             data = b"".join(lines[:taken])
             written = 0
-            while written < len(data):
-                written += os.write(self._fd, data[written:])
-            os.fsync(self._fd)
+            try:
+                while written < len(data):
+                    written += os.write(self._fd, data[written:])
+                os.fsync(self._fd)
+            except OSError:
+                # a disk full: no piece of a line before the next batch's lines
+                os.ftruncate(self._fd, self.size)
+                raise
             self.size += length
         return taken
 

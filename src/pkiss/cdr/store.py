@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -182,6 +183,9 @@ class CdrWriter:
         ``MAX_PENDING`` in memory. Each loss is logged as an error."""
         self._ready = False
         self._lock = asyncio.Lock()
+        # a flush cancelled on the loop (the node stopping, an API client gone) does not stop
+        # its thread: the next write waits for it instead of running beside it
+        self._writing = threading.Lock()
         self._task: asyncio.Task[None] | None = None
         # unique ids: random for this run, then a counter (no random draw per record)
         self._uid_prefix = uuid.uuid4().hex
@@ -229,6 +233,10 @@ class CdrWriter:
 
     def _write(self, batch: list[CallRecord]) -> bool:
         """In the worker thread: spool ``batch``, then give the database what it lacks."""
+        with self._writing:
+            return self._write_batch(batch)
+
+    def _write_batch(self, batch: list[CallRecord]) -> bool:
         spool = self.spool
         assert spool is not None, "start() opens the spool"
         rows = self._rows(batch)
@@ -287,6 +295,12 @@ class CdrWriter:
             self.written += replayed
             log.info("CDR spool: %d records written to the database", replayed)
 
+    def _close_spool(self) -> None:
+        with self._writing:
+            if self.spool is not None:
+                self.spool.close()
+                self.spool = None
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
@@ -305,6 +319,5 @@ class CdrWriter:
                 self.spool.path,
             )
         async with self._lock:
-            await asyncio.to_thread(self.spool.close)
-            self.spool = None
+            await asyncio.to_thread(self._close_spool)
         await asyncio.to_thread(self.store.close)

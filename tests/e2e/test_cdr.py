@@ -292,3 +292,38 @@ def test_records_as_csv_filtered_by_peer_number_and_status_from_the_api_and_pkis
     assert "1 record(s)" in table.stdout
     bad = net.sbc.cli("cdr", "--offset", "-1")
     assert bad.returncode == 1 and "offset" in bad.stderr
+
+
+def test_a_postgresql_table_of_an_earlier_version_keeps_its_rows_and_takes_new_ones_once(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], postgres: Postgres
+) -> None:
+    """The ``cdr`` table as versions without ``uid`` made it, with one record: the node adds
+    the column and its unique index, and a new call's record is written once."""
+    import psycopg
+
+    postgres.start()
+    with psycopg.connect(postgres.url) as conn:
+        conn.execute(
+            "CREATE TABLE cdr (id SERIAL PRIMARY KEY, call_id VARCHAR(255) NOT NULL, "
+            "caller VARCHAR(64), called VARCHAR(64) NOT NULL, source_peer VARCHAR(64) NOT NULL,"
+            " dest_peer VARCHAR(64), status INTEGER NOT NULL, reason VARCHAR(128) NOT NULL, "
+            "started_at TIMESTAMP WITH TIME ZONE NOT NULL, answered_at TIMESTAMP WITH TIME "
+            "ZONE, ended_at TIMESTAMP WITH TIME ZONE NOT NULL, duration FLOAT NOT NULL, "
+            "attempts INTEGER NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO cdr (call_id, called, source_peer, status, reason, started_at, "
+            "ended_at, duration, attempts) VALUES ('old@op', '+331', 'operator', 200, 'BYE', "
+            "'2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0, 1)"
+        )
+    net = Calls(sipp_factory, sbc_factory, postgres.url)
+    calls(net, "uac_busy", "uas_busy", 2)
+    sql = "SELECT call_id, uid IS NULL, status FROM cdr ORDER BY id"
+    rows = rows_when(postgres, sql, lambda r: len(r) >= 3)
+    time.sleep(1.5)  # a batch later: nothing twice
+    assert postgres.query(sql) == rows
+    assert [(r[1], r[2]) for r in rows] == [(True, 200), (False, 486), (False, 486)]
+    assert rows[0][0] == "old@op"
+    (index,) = postgres.query("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_cdr_uid'")
+    assert "UNIQUE" in str(index[0])
+    assert len(net.sbc.cli_json("cdr")) == 3

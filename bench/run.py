@@ -196,6 +196,8 @@ class Env:
     """Times a rate step that failed while other processes used the CPU is run again."""
     media: str = "bypass"
     """pkiss's media.mode: bypass (SDP untouched) or relay (SDP rewritten, ports per call)."""
+    trace: bool = True
+    """pkiss's admin.trace.enabled: every message of a call kept for the call trace."""
 
 
 def bench_sipp(*, trace_msg: bool = False, **kwargs: Any) -> Sipp:
@@ -266,6 +268,7 @@ class Testbed:
         self.workdir = workdir
         self.pinning = env.pinning
         self.media = env.media
+        self.trace = env.trace
         self.quiet_wait = env.quiet_wait
         self.pbx_port = free_port(PBX)
         self.operator_port = free_port(OPERATOR)
@@ -295,6 +298,8 @@ class Testbed:
         for peer in config["peers"].values():
             peer["health"] = False  # no OPTIONS probes: only the calls cost CPU
         config["media"] = {"mode": self.media, "ports": "20000-59999"}
+        config["admin"] = {"listen": f"127.0.0.1:{free_port(SBC)}",
+                           "trace": {"enabled": self.trace}}  # fmt: skip
         sbc = Pkiss(config, self.workdir)
         self._stack.callback(sbc.stop)
         with self.pinning.on(self.pinning.sbc):
@@ -977,6 +982,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--media", choices=["bypass", "relay"], default="bypass",
                    help="pkiss's media.mode (relay: every call's SDP rewritten, 4 relay "
                         "ports per call; no RTP is sent)")  # fmt: skip
+    p.add_argument("--no-trace", action="store_true",
+                   help="pkiss's admin.trace off (the call trace keeps no message)")  # fmt: skip
     p.add_argument("--latency-rate", type=float, help="calls/s of the latency run (100)")
     p.add_argument("--latency-duration", type=float, help="seconds of the latency run")
     p.add_argument("--rss-calls", type=int, help="concurrent calls of the memory run (2000)")
@@ -1055,7 +1062,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sipp is not on PATH: make deps (Debian package sip-tester)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _terminate)
-    env = Env(Pinning(not args.no_pin), args.wait_quiet, args.noisy_retries, args.media)
+    env = Env(Pinning(not args.no_pin), args.wait_quiet, args.noisy_retries, args.media,
+              not args.no_trace)  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="pkiss-bench-"))
     log(f"work directory {workdir}; pinning: {env.pinning.describe()}")
     results: dict[str, Any] = {

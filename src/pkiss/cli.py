@@ -1,5 +1,6 @@
-"""``pkiss``: thin. Parse arguments, load the config, hand over to the server (``run``) or to
-the admin API's client (``status``, ``peers``, ``calls``, ``bans``, ``reload``, ``cdr``)."""
+"""``pkiss``: thin. Parse arguments, load the config, hand over to the server (``run``), to
+the admin API's client (``status``, ``peers``, ``calls``, ``bans``, ``reload``, ``cdr``,
+``drain``, ``undrain``, ``hangup``) or to the demo (``demo``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import sys
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, load_config
 from .config.loader import load_admin
+
+if TYPE_CHECKING:
+    from .admin.client import AdminClient
 
 __all__ = ["main"]
 
@@ -27,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("-c", "--config", default="pkiss.yaml", type=Path)
+    demo = sub.add_parser("demo", help="a node, an operator and two PBXs on loopback, with calls")
+    demo.add_argument("--rate", default=2.0, type=float, help="calls a second (default 2)")
+    demo.add_argument("--duration", default=900.0, type=float,
+                      help="seconds of new calls, then the demo ends (default 900)")  # fmt: skip
     for name, text in _ADMIN_COMMANDS.items():
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("-c", "--config", default="pkiss.yaml", type=Path,
@@ -34,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true", help="print the API's JSON")
         if name == "bans":
             cmd.add_argument("--unban", metavar="IP", help="lift the ban of this address")
+        if name in ("drain", "undrain"):
+            cmd.add_argument("target", metavar="HOST|PEER",
+                             help="a peer's name, or a host's address (host:port, or host for "
+                                  "every port of it)")  # fmt: skip
+        if name == "hangup":
+            cmd.add_argument("call_id", metavar="ID", help="the call's id, as `pkiss calls "
+                             "--json` shows it")  # fmt: skip
         if name == "cdr":
             cmd.add_argument(
                 "--since",
@@ -79,6 +95,9 @@ _ADMIN_COMMANDS = {
     "bans": "sources banned now (--unban IP lifts one)",
     "reload": "make the running node load its config file again",
     "cdr": "call detail records (--since 1h, --limit N, --peer, --number, --status, --csv)",
+    "drain": "no new calls to a host or peer (calls in progress go on)",
+    "undrain": "new calls to a drained host or peer again",
+    "hangup": "end a call in progress: BYE to both sides",
 }
 
 
@@ -93,6 +112,13 @@ def _since(text: str) -> str:
     except ValueError:
         raise ValueError(f"--since: {text!r} is neither 15m/2h/1d nor an ISO 8601 time") from None
     return parsed.isoformat()
+
+
+def _steer(client: AdminClient, command: str, target: str) -> Any:
+    """Drain or undrain a peer when ``target`` names one, else a host at that address."""
+    peers = client.call("GET", "/api/peers")
+    kind = "peers" if any(p["name"] == target for p in peers) else "hosts"
+    return client.call("POST", f"/api/{kind}/{urllib.parse.quote(target, safe='')}/{command}")
 
 
 def _admin(args: argparse.Namespace) -> int:
@@ -114,6 +140,11 @@ def _admin(args: argparse.Namespace) -> int:
         elif command == "cdr" and args.csv:
             sys.stdout.write(client.call("GET", _cdr_query(args), raw=True))
             return 0
+        elif command in ("drain", "undrain"):
+            data = _steer(client, command, args.target)
+        elif command == "hangup":
+            quoted = urllib.parse.quote(args.call_id, safe="")
+            data = client.call("POST", f"/api/calls/{quoted}/hangup")
         elif command == "cdr":
             data = client.call("GET", _cdr_query(args))
         else:
@@ -127,6 +158,10 @@ def _admin(args: argparse.Namespace) -> int:
         print(f"reloaded: {data['peers']} peers")
     elif command == "bans" and args.unban:
         print(f"unbanned {data['unbanned']}")
+    elif command in ("drain", "undrain"):
+        print(f"{command}ed {data[command + 'ed']} {', '.join(data['names'])}")
+    elif command == "hangup":
+        print(f"hung up {data['hung_up']}")
     else:
         print(render(command, data))
     return 0
@@ -145,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in _ADMIN_COMMANDS:
         return _admin(args)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.rate, args.duration)
     if args.command == "run":
         from .server import run
 

@@ -139,6 +139,13 @@ class TransactionUser:
         self.calls.hangup_all(now, self)
         return self._flush()
 
+    def hangup(self, call_id: str, reason: str, now: float) -> list[Send] | None:
+        """End one call in progress (by its caller's Call-ID); None: no such call."""
+        self._now = now
+        found = self.calls.hangup(call_id, reason, now, self)
+        sends = self._flush()
+        return sends if found else None
+
     def hangup_idle(self, now: float, timeout: float) -> list[Send]:
         """End the answered calls whose media has been silent ``timeout`` seconds."""
         self._now = now

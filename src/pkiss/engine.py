@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from .core import TransactionUser
 from .security.admission import Admission, Pass, Reject
@@ -22,6 +23,7 @@ from .sip.message import Message, Request, make_response, stamp_received
 from .sip.parser import parse_datagram
 from .sip.sanity import salvage_response
 from .sip.transaction import Addr, Send
+from .trace import Tracer
 from .transport.listeners import Listeners
 
 __all__ = ["Engine"]
@@ -51,6 +53,8 @@ class Engine:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self.tracer: Tracer | None = None
+        """``admin.trace``: what peers sent and what the node sent, for the call trace."""
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -96,7 +100,7 @@ class Engine:
                 log.info("malformed message from %s: %s", source, exc.reason)
                 response = salvage_response(data, exc)
                 if response is not None:
-                    self.transmit([Send(response, source)])
+                    self.transmit([Send(response, source)], traced=False)
             return
         self._admit(message, source, known, now)
 
@@ -122,6 +126,12 @@ class Engine:
 
     def _admit(self, message: Message, source: Addr, known: bool, now: float) -> None:
         verdict = self.admission.admit(message, source, known, now)
+        tracer = self.tracer
+        if tracer is not None and (known or type(verdict) is Pass):  # never a stranger's
+            local = self.listeners.local(source)
+            tracer.message(message.call_id, time.time(), "in", source.transport,
+                           (source.host, source.port), (local.host, local.port),
+                           bytes(message))  # fmt: skip
         if type(verdict) is Pass:
             if isinstance(message, Request):
                 message = stamp_received(message, source.host, source.port)
@@ -139,17 +149,23 @@ class Engine:
                      verdict.reason or "")  # fmt: skip
             response = make_response(message, verdict.status, verdict.reason, to_tag=new_tag(),
                                      headers=list(verdict.headers))  # fmt: skip
-            self.transmit([Send(response, source)])
+            self.transmit([Send(response, source)], traced=known)
 
     # ----------------------------------------------------------------------------- outbound
-    def transmit(self, sends: list[Send]) -> None:
+    def transmit(self, sends: list[Send], traced: bool = True) -> None:
         listeners = self.listeners
         identity = self.identity
+        tracer = self.tracer if traced else None
         for send in sends:
             data = bytes(send.message)
             if identity is not None:
                 data = self._identify(send.message, data, identity)
             listeners.send(data, send.dest)
+            if tracer is not None:
+                dest = send.dest
+                local = listeners.local(dest)
+                tracer.message(send.message.call_id, time.time(), "out", dest.transport,
+                               (local.host, local.port), (dest.host, dest.port), data)  # fmt: skip
 
     @staticmethod
     def _identify(message: Message, data: bytes, identity: bytes) -> bytes:

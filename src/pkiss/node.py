@@ -19,7 +19,7 @@ from .engine import Engine
 from .health import HealthMonitor
 from .media import BuiltinRelay, MediaEngine, RtpEngine
 from .registration import Bindings, Registrar, Registrations
-from .routing import Limits, MemoryLimitStore, Router
+from .routing import Drains, Limits, MemoryLimitStore, Router
 from .security import Security
 from .security.admission import Admission
 from .security.connections import ConnectionGate
@@ -51,6 +51,11 @@ class Node:
     @property
     def accepting(self) -> bool:
         return not self.admission.draining
+
+    @property
+    def drains(self) -> Drains:
+        """The hosts and peers taken out of service for new calls (they outlive reloads)."""
+        return self.calls.drains
 
     @property
     def dropped(self) -> int:

@@ -19,10 +19,12 @@ from .b2bua import Call
 from .config import Config, ConfigError, load_config
 from .node import Node, build
 from .sip.message import Request
+from .trace import Tracer
 
 if TYPE_CHECKING:
     from .admin.serve import AdminServer
     from .cdr import CdrWriter
+    from .hep import HepSender
     from .state import SharedState
 
 __all__ = ["Server", "run"]
@@ -46,6 +48,9 @@ class Server:
         self._media_watch: asyncio.Task[None] | None = None
         self.cdr: CdrWriter | None = None
         self.state: SharedState | None = None
+        trace = config.admin.trace
+        self.tracer = Tracer(keep=trace.calls, messages=trace.messages)
+        self._hep: HepSender | None = None
 
     @property
     def node(self) -> Node:
@@ -62,15 +67,20 @@ class Server:
         from .cdr import record_of, refused_record
 
         writer = await self._start_cdr()
+        tracer = self.tracer
 
         def ended(call: Call) -> None:
             writer.add(record_of(call, loop.time(), time.time()))
+            tracer.end(call.a.call_id)
 
         def refused(request: Request, peer: str, number: str, status: int, reason: str,
                     now: float) -> None:  # fmt: skip
             writer.add(refused_record(request, peer, number, status, reason, time.time()))
+            if request.call_id:
+                tracer.end(request.call_id)
 
         self._node = node = build(self.config, loop, on_end=ended, on_refused=refused)
+        self._trace(node)
         await node.engine.start()
         if node.relay is not None:
             self._media_watch = loop.create_task(self._watch_media(node))
@@ -111,7 +121,7 @@ class Server:
 
         loop = asyncio.get_running_loop()
         self.state = SharedState(url, node.limits, node.security.bans, loop.time,
-                                 health=node.monitor)  # fmt: skip
+                                 health=node.monitor, drains=node.drains)  # fmt: skip
         await self.state.start()
 
     async def _start_admin(self, node: Node) -> None:
@@ -145,9 +155,35 @@ class Server:
         self.config = config
         if self._node is not None:
             self._node.reconfigure(config)
+            self._trace(self._node)
         self.loaded_at = self.now()
         log.info("config reloaded: %d peers", len(config.peers))
         return []
+
+    def _trace(self, node: Node) -> None:
+        """``admin.trace`` and ``trace.hep``: on, the engine and the calls tell the tracer
+        what crossed, and the tracer the HEP collector; its bounds and the collector follow a
+        reload, and what it holds stays."""
+        settings, export = self.config.admin.trace, self.config.trace
+        tracer = self.tracer
+        tracer.keep, tracer.messages = settings.calls, settings.messages
+        if not settings.enabled:
+            tracer.keep, tracer.messages = 0, 0  # HEP alone: nothing kept
+        hep = export.hep
+        sender = self._hep
+        if sender is not None and (hep is None or sender.dest != (hep.host, hep.port)
+                                   or sender.agent != export.hep_agent):  # fmt: skip
+            sender.close()
+            sender = self._hep = None
+        if hep is not None and sender is None:
+            from .hep import HepSender
+
+            sender = self._hep = HepSender(hep.host, hep.port, export.hep_agent)
+            log.info("SIP messages to the HEP collector at %s", hep)
+        tracer.export = sender
+        on = settings.enabled or sender is not None
+        node.engine.tracer = tracer if on else None
+        node.calls.on_leg = tracer.link if on else None
 
     async def shutdown(self) -> None:
         node = self.node

@@ -14,6 +14,7 @@ import csv
 import hmac
 import io
 import ipaddress
+import re
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
@@ -22,10 +23,14 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..node import Node
+from ..trace import CallTrace, Tracer, pcap
 from . import views
 from .metrics import render_metrics
 
-__all__ = ["Server", "build_app"]
+__all__ = ["HUNG_UP_BY_ADMIN", "Server", "build_app"]
+
+HUNG_UP_BY_ADMIN = "hung up by admin"
+"""The reason in the record of a call an operator ended."""
 
 
 class Server(Protocol):
@@ -39,6 +44,7 @@ class Server(Protocol):
     loaded_at: float
     cdr: Any
     state: Any
+    tracer: Tracer
 
     def now(self) -> float: ...
 
@@ -128,6 +134,48 @@ def build_app(server: Server) -> FastAPI:
     async def get_calls() -> list[dict[str, Any]]:
         return views.call_rows(server.node, server.now())
 
+    async def steer(kind: str, name: str, drained: bool) -> dict[str, Any]:
+        drains = server.node.drains
+        found, names = drains.resolve(name)
+        if found == "registered" and kind == "peer":
+            raise HTTPException(422, f"{name} has hosts: registered: no fixed host to drain")
+        if found != kind:
+            what = "peer" if kind == "peer" else "host at that address"
+            raise HTTPException(404, f"no {what} is configured: {name}")
+        shared = server.state
+        # shared first: every node then sees it, this one included (nothing changes when
+        # the store cannot be written)
+        if shared is not None and not await shared.write_drains(kind, names, drained):
+            raise HTTPException(503, "shared state unavailable: nothing changed")
+        drains.change(kind, names, drained)
+        return {"drained" if drained else "undrained": kind, "names": names}
+
+    @app.post("/api/peers/{peer}/drain", dependencies=writes)
+    async def drain_peer(peer: str) -> dict[str, Any]:
+        return await steer("peer", peer, True)
+
+    @app.post("/api/peers/{peer}/undrain", dependencies=writes)
+    async def undrain_peer(peer: str) -> dict[str, Any]:
+        return await steer("peer", peer, False)
+
+    @app.post("/api/hosts/{host}/drain", dependencies=writes)
+    async def drain_host(host: str) -> dict[str, Any]:
+        return await steer("host", host, True)
+
+    @app.post("/api/hosts/{host}/undrain", dependencies=writes)
+    async def undrain_host(host: str) -> dict[str, Any]:
+        return await steer("host", host, False)
+
+    @app.post("/api/calls/{call_id:path}/hangup", dependencies=writes)
+    async def hangup(call_id: str) -> dict[str, Any]:
+        """BYE to both legs of a call in progress (CANCEL and 487 when not answered yet)."""
+        node = server.node
+        sends = node.core.hangup(call_id, HUNG_UP_BY_ADMIN, server.now())
+        if sends is None:
+            raise HTTPException(404, f"no call in progress has the id {call_id}")
+        node.engine.drive(sends)
+        return {"hung_up": call_id}
+
     @app.get("/api/bans", dependencies=reads)
     async def get_bans() -> list[dict[str, Any]]:
         return views.ban_rows(server.node, server.now())
@@ -161,6 +209,36 @@ def build_app(server: Server) -> FastAPI:
     async def get_metrics() -> Response:
         body, content_type = render_metrics(server.node, server.now(), server.cdr)
         return Response(body, media_type=content_type)
+
+    # ------------------------------------------------------------------ the call trace
+    def _trace_of(call_id: str) -> CallTrace:
+        trace = server.tracer.find(call_id)
+        if trace is None:
+            raise HTTPException(404, f"no trace of call {call_id!r}")
+        return trace
+
+    @app.get("/api/traces", dependencies=reads)
+    async def get_traces(q: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The traced calls, newest first: those whose Call-ID (either leg's) or number
+        (caller or called, in the first messages) holds ``q``, or the last ended ones."""
+        tracer = server.tracer
+        limit = max(1, min(limit, 1000))
+        found = tracer.search(q, limit) if q else list(tracer.ended())[:limit]
+        return [views.trace_summary(t) for t in found]
+
+    @app.get("/api/calls/{call_id}/trace", dependencies=reads)
+    async def get_trace(call_id: str) -> dict[str, Any]:
+        """Every SIP message of the call (either leg's Call-ID), both legs, in order."""
+        return _trace_of(call_id).as_dict()
+
+    @app.get("/api/calls/{call_id}/trace.pcap", dependencies=reads)
+    async def get_trace_pcap(call_id: str) -> Response:
+        """The same as a pcap file, for Wireshark or ``sngrep -I``."""
+        body = pcap(_trace_of(call_id).messages)
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", call_id)[:64]
+        disposition = f'attachment; filename="{name}.pcap"'
+        return Response(body, media_type="application/vnd.tcpdump.pcap",
+                        headers={"Content-Disposition": disposition})  # fmt: skip
 
     return app
 

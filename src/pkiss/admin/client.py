@@ -74,11 +74,18 @@ def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
+def _host(host: dict[str, Any], peer: dict[str, Any]) -> str:
+    text = f"{host['address']} {host['state']}"
+    return text + " drained" if host.get("drained") and not peer.get("drained") else text
+
+
 def render(command: str, data: Any) -> str:
     """The table for one command's answer."""
     if command == "status":
         calls = data["calls"]
         sec = data["security"]
+        drains = data.get("drains") or {}
+        drained = ", ".join(drains.get("peers", []) + drains.get("hosts", [])) or "nothing"
         lines = [
             f"uptime            {_seconds(data['uptime'])}",
             f"config loaded     {_when(data['config_loaded_at'])}",
@@ -88,6 +95,7 @@ def render(command: str, data: Any) -> str:
             f"calls since start {calls.get('calls', 0)} (answered {calls.get('answered', 0)}, "
             f"failed {calls.get('failed', 0)}, over limits {calls.get('limited', 0)})",
             f"dropped packets   {data['dropped']}",
+            f"drained           {drained}",
             f"bans now          {data['bans']} (flood {sec.get('flood', 0)}, scanners "
             f"{sec.get('scanner', 0)}, auth failures {sec.get('auth_failures', 0)})",
         ]
@@ -113,8 +121,9 @@ def render(command: str, data: Any) -> str:
         for p in data:
             limits = p["limits"] or {}
             limit = f"{p['calls']}/{limits['calls']}" if limits.get("calls") else str(p["calls"])
-            hosts = ", ".join(f"{h['address']} {h['state']}" for h in p["hosts"]) or "-"
-            rows.append([p["name"], p["role"], hosts, limit, p.get("registration", "")])
+            hosts = ", ".join(_host(h, p) for h in p["hosts"]) or "-"
+            name = p["name"] + (" (drained)" if p.get("drained") else "")
+            rows.append([name, p["role"], hosts, limit, p.get("registration", "")])
         return _table(rows, ["PEER", "ROLE", "HOSTS", "CALLS", "REGISTRATION"])
     if command == "calls":
         rows = [[c["from"], c["to"], c["caller_peer"], c["callee_peer"] or "-", c["state"],

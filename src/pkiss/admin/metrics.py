@@ -12,6 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..node import Node
 from ..security.connections import REASONS
+from ..sip.transaction import Addr
 
 __all__ = ["render_metrics"]
 
@@ -44,6 +45,21 @@ class _NodeCollector:
         for addr, host in sorted(node.monitor.hosts.items(), key=lambda kv: str(kv[0])):
             up.add_metric([host.name, f"{addr.host}:{addr.port}"], 1 if host.up else 0)
         yield up
+        drains = node.drains
+        drained = GaugeMetricFamily("pkiss_host_drained", "1 when a host gets no new calls: "
+                                    "drained itself or by its peer",
+                                    labels=["peer", "host"])  # fmt: skip
+        peer_drained = GaugeMetricFamily("pkiss_peer_drained", "1 when a peer is drained",
+                                         labels=["peer"])  # fmt: skip
+        for name, peer in sorted(node.config.peers.items()):
+            peer_drained.add_metric([name], 1 if name in drains.peers else 0)
+            if peer.registered:
+                continue
+            for h in peer.hosts:
+                addr = Addr(h.transport, h.host, h.port)
+                drained.add_metric([name, str(h.address)], int(drains.host_drained(name, addr)))
+        yield drained
+        yield peer_drained
         yield CounterMetricFamily("pkiss_dropped_packets", "Packets dropped unanswered",
                                   value=node.dropped)  # fmt: skip
         sec = CounterMetricFamily("pkiss_security_events", "Security filter hits",

@@ -6,13 +6,15 @@ wall-clock times are derived from it once per read.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from ..b2bua.call import Call
 from ..node import Node
+from ..trace import CallTrace
 
-__all__ = ["ban_rows", "call_rows", "peer_rows", "status"]
+__all__ = ["ban_rows", "call_rows", "peer_rows", "status", "trace_summary"]
 
 
 def _wall(now: float, at: float) -> float:
@@ -37,6 +39,7 @@ def status(node: Node, started_at: float, loaded_at: float, now: float,
         "calls": dict(calls.stats),
         "dropped": node.dropped,
         "bans": len(node.security.bans.active(now)),
+        "drains": {"peers": sorted(node.drains.peers), "hosts": sorted(node.drains.hosts)},
         "security": dict(node.security.stats),
         "media": _media(node),
     }
@@ -70,6 +73,7 @@ def peer_rows(node: Node, now: float) -> list[dict[str, Any]]:
     from ..sip.transaction import Addr
 
     counters = node.calls.limits.snapshot()
+    drains = node.drains
     registrations = node.registrations
     rows: list[dict[str, Any]] = []
     for name, peer in node.config.peers.items():
@@ -86,13 +90,15 @@ def peer_rows(node: Node, now: float) -> list[dict[str, Any]]:
                 addr = Addr(host.transport, host.host, host.port)
                 hosts.append({"address": str(host.address), "transport": host.transport,
                               "priority": host.priority, "weight": host.weight,
-                              "state": _host_state(node, addr)})  # fmt: skip
+                              "state": _host_state(node, addr),
+                              "drained": drains.host_drained(name, addr)})  # fmt: skip
         count = counters.get(name)
         limits = peer.call_limits
         row: dict[str, Any] = {
             "name": name,
             "role": peer.role,
             "strategy": peer.strategy,
+            "drained": name in drains.peers,
             "hosts": hosts,
             "calls": count.calls if count is not None else 0,
             "admitted": count.admitted if count is not None else 0,
@@ -130,3 +136,35 @@ def ban_rows(node: Node, now: float) -> list[dict[str, Any]]:
          "until": round(_wall(now, ban.until), 3)}
         for ban in node.security.bans.active(now)
     ]  # fmt: skip
+
+
+def trace_summary(trace: CallTrace) -> dict[str, Any]:
+    """A traced call in a list: its Call-IDs, when, who called whom, how it went."""
+    first = trace.messages[0] if trace.messages else None
+    line = first.data.split(b"\r\n", 1)[0].decode("utf-8", "replace") if first else ""
+    status = None  # the final answer the caller got to its INVITE
+    for m in trace.messages:
+        if (first is not None and m.direction == "out" and m.dst == first.src
+                and m.data[:8] == b"SIP/2.0 " and m.data[8:9] in b"23456"
+                and b" INVITE\r\n" in m.data.split(b"\r\n\r\n", 1)[0]):  # fmt: skip
+            status = m.data[8:11].decode("ascii", "replace")
+    return {
+        "call_ids": list(trace.call_ids),
+        "started_at": round(first.at, 3) if first else None,
+        "first_line": line,
+        "from": _user(first.data, (b"from:", b"f:")) if first else None,
+        "to": _user(first.data, (b"to:", b"t:")) if first else None,
+        "status": int(status) if status and status.isdigit() else None,
+        "messages": len(trace.messages),
+        "ended": trace.ended,
+    }
+
+
+def _user(data: bytes, names: tuple[bytes, ...]) -> str | None:
+    """The user part of the URI in the first header of ``names`` (From or To)."""
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() + b":" in names:
+            found = re.search(rb"sips?:([^@;>\s]+)@", value)
+            return found.group(1).decode("utf-8", "replace") if found else None
+    return None

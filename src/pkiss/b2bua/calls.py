@@ -32,6 +32,7 @@ from ..outbox import Outbox
 from ..registration.bindings import Bindings
 from ..routing import Decision, Limits, Refusal, Router, Target
 from ..routing.failover import exhausted_status, fails_over
+from ..routing.steering import Drains
 from ..security.auth import DEFAULT, DigestAuth
 from ..sip.errors import ParseError
 from ..sip.ids import new_tag
@@ -127,6 +128,7 @@ class Calls:
         *,
         limits: Limits | None = None,
         monitor: HealthMonitor | None = None,
+        drains: Drains | None = None,
         bindings: Bindings | None = None,
         anchoring: Anchoring | None = None,
         on_end: CallEnded | None = None,
@@ -140,6 +142,7 @@ class Calls:
         # per-peer call counters, keyed by peer name: they outlive any reload
         self.limits = limits if limits is not None else Limits()
         self.monitor = monitor
+        self.drains = drains if drains is not None else Drains(peers)
         self.bindings = bindings if bindings is not None else Bindings()
         self.anchoring = anchoring if anchoring is not None else Anchoring(None)
         self.on_end = on_end
@@ -152,12 +155,15 @@ class Calls:
         self.media_calls: dict[str, Call] = {}  # media key -> call, for idle media
         self.stats = {"calls": 0, "answered": 0, "failed": 0, "limited": 0}
         self._turn = itertools.count()
+        self.on_leg: Callable[[str, str], None] | None = None
+        """Told of each callee-side leg a call opens (its Call-ID, the caller's): the trace."""
 
     def reconfigure(self, router: Router, peers: Mapping[str, Peer],
                     max_calls: int | None = None) -> None:  # fmt: skip
         """New calls use the new config; calls in progress keep what they started with."""
         self.router = router
         self.peers = peers
+        self.drains.rebuild(peers)  # drains stay: they name the new config's hosts
         if max_calls is not None:
             self.max_calls = max_calls
 
@@ -195,8 +201,8 @@ class Calls:
         if isinstance(timer, Refuse):  # an interval too short for us (RFC 4028 §9)
             self._refuse(request, key, 422, now, out, headers=[("Min-SE", str(timer.min_se))])
             return
-        down = self.monitor.down if self.monitor is not None else ()
-        decision = self.router.route(request, peer, next(self._turn), down)
+        down, drained = self._unavailable()
+        decision = self.router.route(request, peer, next(self._turn), down, drained)
         if decision.reject is not None:
             self._refuse(request, key, decision.reject, now, out, reason=decision.reason,
                          peer=peer.name, number=decision.number,
@@ -239,6 +245,14 @@ class Calls:
         if key is not None:
             self.invites[key] = call
         self._feed(call, Offered(), now, out)
+
+    def _unavailable(self) -> tuple[frozenset[Addr], frozenset[str]]:
+        """What routing skips for new calls: hosts marked down or drained, drained peers."""
+        down: frozenset[Addr] = self.monitor.down if self.monitor is not None else frozenset()
+        drains = self.drains
+        if drains.addrs:
+            down = down | drains.addrs
+        return down, drains.peers
 
     def _refuse(
         self, request: Request, key: str | None, status: int, now: float, out: Outbox, *,
@@ -309,6 +323,8 @@ class Calls:
                           self.local(target.addr), offer)  # fmt: skip
         call.b = b
         self.dialogs[(b.call_id, b.local_tag)] = (call, b)
+        if self.on_leg is not None:
+            self.on_leg(call.a.call_id, b.call_id)
         peer = call.peers.get(target.peer)
         self._send_invite(call, b, peer.setup_timeout if peer is not None else 3.0, now, out)
         # an attempt rings at most answer_timeout (a peer's calls that are never answered
@@ -846,9 +862,9 @@ class Calls:
             self._answer(key, request, 403, now, out, reason="Transfer Not Allowed")
             return
         routed = Request("INVITE", uri, [("From", leg.remote_party), ("To", f"<{uri}>")])
-        down = self.monitor.down if self.monitor is not None else ()
+        down, drained = self._unavailable()
         try:
-            decision = self.router.route(routed, peer, next(self._turn), down)
+            decision = self.router.route(routed, peer, next(self._turn), down, drained)
         except ParseError:
             self._answer(key, request, 400, now, out, reason="Bad Refer-To")
             return
@@ -959,6 +975,8 @@ class Calls:
         call.transfer = None
         self.dialogs[(c.call_id, c.local_tag)] = (call, c)
         call.b = c
+        if self.on_leg is not None:
+            self.on_leg(call.a.call_id, c.call_id)
         # the caller is told of its new far end (relayed: the relay's ports toward it stay,
         # but the stream is another one, new SSRC and sequence, which phones must reset for)
         body = self._body(call, c, response, now, "answer")
@@ -984,6 +1002,17 @@ class Calls:
         """End every call in progress (shutdown): BYE or CANCEL/final on each leg."""
         for call in list(self.calls):
             self._feed(call, HungUp("shutdown"), now, out)
+
+    def hangup(self, call_id: str, reason: str, now: float, out: Outbox) -> bool:
+        """End one call in progress, named by its caller's Call-ID (as the admin API shows
+        it): BYE to each answered leg, CANCEL/final to one still ringing. False: no such
+        call."""
+        for call in list(self.calls):
+            if call.a.call_id == call_id and not call.ended:
+                log.info("call %s: %s", call_id, reason)
+                self._feed(call, HungUp(reason), now, out)
+                return True
+        return False
 
     def hangup_idle(self, now: float, timeout: float, out: Outbox) -> None:
         """End the answered calls whose media has been silent ``timeout`` seconds."""

@@ -836,12 +836,40 @@ class Security(_Frozen):
     """Addresses and networks never banned."""
 
 
+class Trace(_Frozen):
+    """The call trace (``GET /api/calls/{id}/trace``): every SIP message of the calls in
+    progress and of the last ``calls`` ended ones, both legs."""
+
+    enabled: bool = True
+    calls: int = Field(default=1000, ge=0, le=100_000)
+    """Ended calls whose messages are kept (the oldest go first)."""
+    messages: int = Field(default=200, ge=1, le=10_000)
+    """Messages kept per call (the rest are counted, not kept)."""
+
+
+class TraceExport(_Frozen):
+    """``trace``: where every traced SIP message goes as well."""
+
+    hep: ControlEndpoint | None = None
+    """A Homer or heplify collector (or ``sngrep -L``), ``udp:host:port``: HEPv3 packets."""
+    hep_agent: int = Field(default=0, ge=0, le=4294967295)
+    """The capture agent id the packets carry (which node sent them)."""
+
+    @field_validator("hep")
+    @classmethod
+    def _udp_only(cls, value: Endpoint | None) -> Endpoint | None:
+        if value is not None and value.transport != "udp":
+            raise ValueError("HEP goes over UDP: udp:host:port")
+        return value
+
+
 class Admin(_Frozen):
     """The admin REST API, dashboard and /metrics."""
 
     listen: HostPort = Address(host="127.0.0.1", port=8080)
     token: str | None = Field(default=None, min_length=1, repr=False)
     """Bearer token; required for writes, and for reads unless `listen` is loopback."""
+    trace: Trace = Trace()
 
 
 def _check_url_port(url: str) -> None:
@@ -938,6 +966,7 @@ class Config(_Frozen):
     """The outbound table for calls from PBX peers without their own `routes`."""
     security: Security = Field(default_factory=Security)
     admin: Admin = Field(default_factory=Admin)
+    trace: TraceExport = Field(default_factory=TraceExport)
     storage: Storage = Field(default_factory=Storage)
     state: Annotated[str, AfterValidator(_check_state)] = "memory"
     """Where bans, call counts and health are kept: memory, or a redis:// URL shared by nodes."""

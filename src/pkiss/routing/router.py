@@ -11,6 +11,10 @@ Health comes in as an argument (``down``: the host addresses health checks marke
 hosts move after every host that is up, each group keeping its order, so a call still tries
 them when nothing else is left (a health check can be wrong). A peer with ``health.strict``
 loses its down hosts instead; when that leaves no candidate at all the call gets 503.
+
+Drains (``routing.steering``) come in the same way: the hosts of a drained peer
+(``drained``: peer names) and drained hosts (in ``down``, which the caller unites with the
+drained addresses) are treated exactly as hosts marked down.
 """
 
 from __future__ import annotations
@@ -139,28 +143,32 @@ class Router:
             name for name, peer in peers.items() if peer.health is not None and peer.health.strict
         )
 
-    def targets(self, peer_name: str, turn: int = 0, down: Container[Addr] = ()) -> list[Target]:
-        """The peer's hosts in the order its strategy gives for this turn, down hosts last
-        (or left out for a strict peer)."""
-        return self._by_health(self._targets[peer_name].ordered(turn), down)
+    def targets(self, peer_name: str, turn: int = 0, down: Container[Addr] = (),
+                drained: Container[str] = ()) -> list[Target]:  # fmt: skip
+        """The peer's hosts in the order its strategy gives for this turn, down (or drained)
+        hosts last (or left out for a strict peer)."""
+        return self._by_health(self._targets[peer_name].ordered(turn), down, drained)
 
-    def _by_health(self, targets: list[Target], down: Container[Addr]) -> list[Target]:
-        if not down:
+    def _by_health(self, targets: list[Target], down: Container[Addr],
+                   drained: Container[str]) -> list[Target]:  # fmt: skip
+        if not down and not drained:
             return targets
         up: list[Target] = []
         later: list[Target] = []
         strict = self._strict
         for target in targets:
-            if target.addr not in down:
+            if target.addr not in down and target.peer not in drained:
                 up.append(target)
             elif target.peer not in strict:
                 later.append(target)
         return up + later if later else up
 
     def route(
-        self, request: Request, source: PeerLike, turn: int = 0, down: Container[Addr] = ()
-    ) -> Decision:
-        """Where a request from ``source`` goes; ``down``: host addresses marked down."""
+        self, request: Request, source: PeerLike, turn: int = 0, down: Container[Addr] = (),
+        drained: Container[str] = (),
+    ) -> Decision:  # fmt: skip
+        """Where a request from ``source`` goes; ``down``: host addresses marked down (or
+        drained), ``drained``: names of drained peers."""
         number = rewrite(source.rewrite.inbound, called_number(request))
         if source.role == "carrier":
             owner = self._dids.owner(number)
@@ -169,7 +177,7 @@ class Router:
             if self._peers[owner].registered:
                 return Decision(number=number, registered=owner)
             everyone = self._targets[owner].ordered(turn)
-            targets = self._by_health(everyone, down)
+            targets = self._by_health(everyone, down, drained)
             if everyone and not targets:
                 return _unavailable(number)
             return Decision(tuple(targets), number=number)
@@ -194,7 +202,7 @@ class Router:
                         candidates.extend(self._targets[name].ordered(turn))
                 if not candidates:
                     return Decision(reject=404, reason="Not Found", number=number)
-                candidates = self._by_health(candidates, down)
+                candidates = self._by_health(candidates, down, drained)
                 if not candidates:
                     return _unavailable(number)
                 return Decision(tuple(candidates), number=number)
@@ -202,5 +210,5 @@ class Router:
 
 
 def _unavailable(number: str) -> Decision:
-    """Every host the call could go to is down and its peer is strict."""
+    """Every host the call could go to is down (or drained) and its peer is strict."""
     return Decision(reject=503, reason="Service Unavailable", number=number)

@@ -8,6 +8,9 @@ Nothing on the SIP path waits for Redis. Every ``SYNC_INTERVAL`` seconds a task
 - reads the other nodes' hashes and hands their totals to the limit store (``remote_calls``,
   and their admission rate as ``remote_rate``) and their down hosts to the health monitor (a
   host any node finds down is skipped by every node until no node finds it down).
+Drains (``routing.steering``) live in the set ``pkiss:drains`` (members ``peer:<name>`` and
+``host:<host:port>``, no expiry: they outlive every node): a drain made here is written there
+before it applies, and each interval every node takes the set as its drains.
 A ban made here is written as ``pkiss:ban:<address>`` (expiring with the ban) and published on
 ``pkiss:bans``; a lifted one is deleted and published. Each node listens on that channel and
 loads the bans in force when it starts. Redis down: the node goes on alone, logs it once, and
@@ -30,6 +33,7 @@ from redis.exceptions import RedisError
 
 from ..config.urls import redacted
 from ..routing.limits import MemoryLimitStore
+from ..routing.steering import Drains
 from ..security.bans import Ban, BanList
 from ..sip.transaction import Addr
 
@@ -42,15 +46,18 @@ SYNC_INTERVAL = 0.5
 NODE_TTL = 3.0
 """Seconds a node's counts stay in Redis without a refresh."""
 CHANNEL = "pkiss:bans"
+DRAINS = "pkiss:drains"
 
 
 class SharedState:
     def __init__(self, url: str, limits: MemoryLimitStore, bans: BanList,
-                 clock: Any, node_id: str | None = None, health: Any = None) -> None:  # fmt: skip
+                 clock: Any, node_id: str | None = None, health: Any = None,
+                 drains: Drains | None = None) -> None:  # fmt: skip
         self.url = url
         self.limits = limits
         self.bans = bans
         self.health = health  # the node's HealthMonitor, or None
+        self.drains = drains
         self.clock = clock  # the loop's time(): bans are kept on it
         self.node = node_id or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
         self.client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
@@ -168,6 +175,40 @@ class SharedState:
         self.limits.remote_rate = rate
         if self.health is not None:
             self.health.set_remote_down(frozenset(down))
+        if self.drains is not None:
+            await self._read_drains(self.drains)
+
+    # ------------------------------------------------------------------------------ drains
+    async def _read_drains(self, drains: Drains) -> None:
+        version = drains.version
+        members = await self.client.smembers(DRAINS)
+        if drains.version != version:
+            return  # drained or undrained here meanwhile: the next read has it
+        peers: set[str] = set()
+        hosts: set[str] = set()
+        for member in members:
+            text = member.decode(errors="replace") if isinstance(member, bytes) else str(member)
+            kind, _, name = text.partition(":")
+            if kind == "peer":
+                peers.add(name)
+            elif kind == "host":
+                hosts.add(name)
+        if drains.replace(frozenset(peers), frozenset(hosts)):
+            log.info("drains now: peers %s, hosts %s", sorted(peers) or "none",
+                     sorted(hosts) or "none")  # fmt: skip
+
+    async def write_drains(self, kind: str, names: list[str], drained: bool) -> bool:
+        """Drain (or undrain) for every node; False when the store cannot be written."""
+        members = [f"{kind}:{name}" for name in names]
+        try:
+            if drained:
+                await self.client.sadd(DRAINS, *members)
+            else:
+                await self.client.srem(DRAINS, *members)
+        except (RedisError, OSError) as exc:
+            self._up(False, exc)
+            return False
+        return True
 
     # -------------------------------------------------------------------------------- bans
     def _banned_here(self, ban: Ban, now: float) -> None:

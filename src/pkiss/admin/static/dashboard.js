@@ -60,6 +60,37 @@ async function unban(address) {
   refresh();
 }
 
+async function write(path) {
+  try {
+    await api(path, { method: "POST" });
+  } catch (error) {
+    document.getElementById("state").textContent = String(error.message);
+  }
+  refresh();
+}
+
+function button(text, action) {
+  const b = document.createElement("button");
+  b.textContent = text;
+  b.addEventListener("click", action);
+  return b;
+}
+
+// drain or undrain a peer ("peers") or a host ("hosts")
+function steer(kind, name, drained) {
+  const verb = drained ? "undrain" : "drain";
+  return button(drained ? "Undrain" : "Drain",
+    () => write("/api/" + kind + "/" + encodeURIComponent(name) + "/" + verb));
+}
+
+function hangup(call) {
+  return button("Hang up", () => {
+    if (confirm("Hang up the call from " + call.from + " to " + call.to + "?")) {
+      write("/api/calls/" + encodeURIComponent(call.id) + "/hangup");
+    }
+  });
+}
+
 async function refresh() {
   try {
     const [status, peers, calls, bans, cdr] = await Promise.all([
@@ -78,22 +109,29 @@ async function refresh() {
     fill("peers", peers, (p) => {
       const hosts = cell("");
       for (const h of p.hosts) {
+        const div = document.createElement("div");
         const span = document.createElement("span");
         span.className = h.state.startsWith("not") ? "not-probed" : h.state.split(" ")[0];
-        span.textContent = h.address + " " + h.state + " ";
-        hosts.append(span);
+        span.textContent = h.address + " " + h.state + (h.drained ? " drained " : " ");
+        div.append(span);
+        // a host drained by its peer comes back with the peer
+        if (h.state !== "registered" && !p.drained) div.append(steer("hosts", h.address, h.drained));
+        hosts.append(div);
       }
       const limit = p.limits && p.limits.calls ? p.calls + "/" + p.limits.calls : p.calls;
-      return [cell(p.name), cell(p.role), hosts, cell(limit), cell(p.registration || "")];
+      const name = cell(p.name + (p.drained ? " (drained) " : " "));
+      name.append(steer("peers", p.name, p.drained));
+      return [name, cell(p.role), hosts, cell(limit), cell(p.registration || "")];
     });
-    fill("calls", calls, (c) => [cell(c.from), cell(c.to), cell(c.caller_peer),
-      cell(c.callee_peer || "-"), cell(c.state), cell(seconds(c.duration))]);
-    fill("bans", bans, (b) => {
-      const button = document.createElement("button");
-      button.textContent = "Unban";
-      button.addEventListener("click", () => unban(b.address));
+    fill("calls", calls, (c) => {
       const action = cell("");
-      action.append(button);
+      action.append(hangup(c));
+      return [cell(c.from), cell(c.to), cell(c.caller_peer), cell(c.callee_peer || "-"),
+        cell(c.state), cell(seconds(c.duration)), action];
+    });
+    fill("bans", bans, (b) => {
+      const action = cell("");
+      action.append(button("Unban", () => unban(b.address)));
       return [cell(b.address), cell(seconds(b.remaining)), cell(b.reason), action];
     });
     fill("cdr", cdr.slice().reverse(), (r) => [cell(r.started_at.slice(0, 19).replace("T", " ")),

@@ -58,7 +58,34 @@ def _parser() -> argparse.ArgumentParser:
             )
             cmd.add_argument("--limit", type=int, default=100,
                              help="at most this many, the newest (default 100)")  # fmt: skip
+            _cdr_filters(cmd)
     return parser
+
+
+def _cdr_filters(cmd: argparse.ArgumentParser) -> None:
+    """``pkiss cdr``'s filters, paging and CSV output (the API's ``GET /api/cdr``)."""
+    cmd.add_argument("--offset", type=int, default=0,
+                     help="skip this many of the newest first: the next page back")  # fmt: skip
+    cmd.add_argument("--peer", help="only calls from or to this peer")
+    cmd.add_argument("--number", help="only calls whose caller or called number contains this")
+    cmd.add_argument("--status", type=int, help="only calls that ended with this status")
+    cmd.add_argument("--csv", action="store_true", help="print CSV: a header, a line a record")
+
+
+def _cdr_query(args: argparse.Namespace) -> str:
+    """``GET /api/cdr``'s path and query for ``pkiss cdr``'s options."""
+    query = {"limit": str(args.limit)}
+    if args.since:
+        query["since"] = _since(args.since)
+    if args.offset:
+        query["offset"] = str(args.offset)
+    for name in ("peer", "number", "status"):
+        value = getattr(args, name)
+        if value is not None:
+            query[name] = str(value)
+    if args.csv:
+        query["format"] = "csv"
+    return "/api/cdr?" + urllib.parse.urlencode(query)
 
 
 _ADMIN_COMMANDS = {
@@ -67,7 +94,7 @@ _ADMIN_COMMANDS = {
     "calls": "calls in progress",
     "bans": "sources banned now (--unban IP lifts one)",
     "reload": "make the running node load its config file again",
-    "cdr": "call detail records (--since 1h, --limit N)",
+    "cdr": "call detail records (--since 1h, --limit N, --peer, --number, --status, --csv)",
     "drain": "no new calls to a host or peer (calls in progress go on)",
     "undrain": "new calls to a drained host or peer again",
     "hangup": "end a call in progress: BYE to both sides",
@@ -110,16 +137,16 @@ def _admin(args: argparse.Namespace) -> int:
             data = client.call("POST", "/api/reload")
         elif command == "bans" and args.unban:
             data = client.call("DELETE", f"/api/bans/{args.unban}")
+        elif command == "cdr" and args.csv:
+            sys.stdout.write(client.call("GET", _cdr_query(args), raw=True))
+            return 0
         elif command in ("drain", "undrain"):
             data = _steer(client, command, args.target)
         elif command == "hangup":
             quoted = urllib.parse.quote(args.call_id, safe="")
             data = client.call("POST", f"/api/calls/{quoted}/hangup")
         elif command == "cdr":
-            query = {"limit": str(args.limit)}
-            if args.since:
-                query["since"] = _since(args.since)
-            data = client.call("GET", "/api/cdr?" + urllib.parse.urlencode(query))
+            data = client.call("GET", _cdr_query(args))
         else:
             data = client.call("GET", f"/api/{command}")
     except (AdminError, ValueError) as exc:

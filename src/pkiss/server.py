@@ -99,7 +99,9 @@ class Server:
         """One record per ended call, to ``storage.cdr``."""
         from .cdr import CdrStore, CdrWriter
 
-        self.cdr = writer = CdrWriter(CdrStore(self.config.storage.cdr))
+        storage = self.config.storage
+        self.cdr = writer = CdrWriter(CdrStore(storage.cdr), storage.cdr_spool_path(),
+                                      storage.cdr_spool.max_bytes)  # fmt: skip
         await writer.start()
         return writer
 

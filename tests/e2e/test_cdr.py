@@ -3,15 +3,19 @@ real PostgreSQL server (also one that is down when the calls end)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import signal
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sbc import Pkiss, basic_config, free_port
+from sbc import Pkiss, basic_config, free_port, metric
 from servers import Postgres, postgres_bin
 from sipp import Sipp, sipp_available
 
@@ -135,3 +139,191 @@ def test_a_call_refused_before_it_exists_has_its_record(
     assert (record["status"], record["called"], record["caller"]) == (503, "+33899123456", CALLED)
     assert (record["source_peer"], record["dest_peer"]) == ("pbx", None)
     assert record["reason"].startswith("refused: ") and record["attempts"] == 0
+
+
+def calls(net: Calls, uac: str, uas: str, count: int, called: str = CALLED,
+          rate: float | None = None) -> None:  # fmt: skip
+    """``count`` calls of one kind from the operator to the PBX, every one as expected."""
+    pbx = net.make_sipp(uas, local_ip=PBX, local_port=net.pbx_port, calls=count).start()
+    net.make_sipp(uac, local_ip=OPERATOR, local_port=net.op_port,
+                  remote=("127.0.0.1", net.sbc_port), service=called, caller=CALLER,
+                  calls=count, rate=rate).start().check()  # fmt: skip
+    pbx.check()
+
+
+def rows_when(postgres: Postgres, sql: str, done: Callable[[list[tuple[object, ...]]], bool],
+              timeout: float = 15.0) -> list[tuple[object, ...]]:  # fmt: skip
+    """``sql``'s rows once ``done`` says they are complete (or at the deadline)."""
+    deadline = time.monotonic() + timeout
+    rows: list[tuple[object, ...]] = []
+    while time.monotonic() < deadline:
+        try:
+            rows = postgres.query(sql)
+        except Exception:  # not up yet, or no table yet
+            rows = []
+        if done(rows):
+            break
+        time.sleep(0.2)
+    return rows
+
+
+def spool_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def test_a_node_killed_while_postgresql_is_down_loses_no_record_of_calls_that_had_ended(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], postgres: Postgres,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Calls end while PostgreSQL is stopped; after the batch interval the node is killed
+    (SIGKILL: no shutdown of any kind). PostgreSQL and the node start again: the table has
+    every record, each once, the earlier ones too."""
+    postgres.start()
+    spool = tmp_path / "spool" / "cdr.spool"
+    net = Calls(sipp_factory, sbc_factory, postgres.url)
+    net.sbc.stop()  # the same node, with its spool where the test can see it
+    config = net.sbc.config
+    config["storage"]["cdr_spool"] = {"path": str(spool)}
+    net.sbc = sbc_factory(config)
+    calls(net, "uac_basic", "uas_basic", 2)
+    count = "SELECT count(*) FROM cdr"
+    assert rows_when(postgres, count, lambda r: r == [(2,)]) == [(2,)]
+
+    postgres.stop()
+    ended = 6
+    calls(net, "uac_basic", "uas_basic", 4)
+    calls(net, "uac_busy", "uas_busy", 2)
+    deadline = time.monotonic() + 10  # the next batch writes them to the spool
+    while spool_lines(spool) < ended and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert spool_lines(spool) == ended
+    assert net.sbc.alive()
+    net.sbc.signal(signal.SIGKILL)
+    assert net.sbc.proc is not None and net.sbc.proc.wait(5) == -signal.SIGKILL
+
+    postgres.start()
+    node = sbc_factory(config)  # its spool is replayed as it starts
+    rows = rows_when(postgres, count, lambda r: r == [(2 + ended,)])
+    time.sleep(1.5)  # a batch later: nothing is written twice
+    rows = postgres.query("SELECT call_id, count(*), min(status), max(status) FROM cdr "
+                          "GROUP BY call_id ORDER BY min(id)")  # fmt: skip
+    assert len(rows) == 2 + ended, rows
+    assert all(n == 1 for _, n, _, _ in rows), rows
+    statuses = [low for _, _, low, high in rows if low == high]
+    assert statuses == [200] * 6 + [486] * 2
+    assert spool_lines(spool) == 0
+    assert metric(node, "pkiss_cdr_spool_bytes") == 0
+    assert "records written to the database" in node.log()
+
+
+def test_a_full_spool_says_so_and_counts_what_it_refused(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], postgres: Postgres,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A spool of 4 KiB (about 15 records) while PostgreSQL is down: the records beyond are
+    lost, and the log, ``/metrics`` and the table all tell how many."""
+    net = Calls(sipp_factory, sbc_factory, postgres.url)  # PostgreSQL not started
+    net.sbc.stop()
+    config = net.sbc.config
+    config["storage"]["cdr_spool"] = {"path": str(tmp_path / "cdr.spool"), "max_bytes": 4096}
+    net.sbc = node = sbc_factory(config)
+    placed = 30
+    calls(net, "uac_busy", "uas_busy", placed, rate=30)
+    deadline = time.monotonic() + 10
+    while metric(node, "pkiss_cdr_spool_refused_total") == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)  # the last batch
+    refused = metric(node, "pkiss_cdr_spool_refused_total")
+    assert refused > 0
+    assert metric(node, "pkiss_cdr_dropped_total") == refused  # the database failed too
+    assert 0 < metric(node, "pkiss_cdr_spool_bytes") <= 4096
+    assert metric(node, "pkiss_cdr_spool_max_bytes") == 4096
+    assert "storage.cdr_spool.max_bytes 4096" in node.log()
+    assert "CDRs lost" in node.log()
+
+    postgres.start()
+    kept = placed - int(refused)
+    rows = rows_when(postgres, "SELECT count(*) FROM cdr", lambda r: r == [(kept,)])
+    assert rows == [(kept,)]
+    deadline = time.monotonic() + 5
+    while metric(node, "pkiss_cdr_spool_bytes") > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metric(node, "pkiss_cdr_spool_bytes") == 0
+
+
+def test_records_as_csv_filtered_by_peer_number_and_status_from_the_api_and_pkiss_cdr(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], tmp_path: Path
+) -> None:
+    net = Calls(sipp_factory, sbc_factory, f"sqlite:///{tmp_path / 'cdr.sqlite'}")
+    other = "+33155500000"
+    calls(net, "uac_basic", "uas_basic", 1)
+    calls(net, "uac_busy", "uas_busy", 1)
+    calls(net, "uac_basic", "uas_basic", 1, called=other)
+
+    def csv_rows(*args: str) -> list[dict[str, str]]:
+        done = net.sbc.cli("cdr", "--csv", *args)
+        assert done.returncode == 0, done.stderr
+        return list(csv.DictReader(io.StringIO(done.stdout, newline="")))
+
+    every = csv_rows()
+    assert [(r["called"], r["status"]) for r in every] == [
+        (CALLED, "200"), (CALLED, "486"), (other, "200"),
+    ]  # fmt: skip
+    assert every[0]["caller"] == CALLER and every[0]["source_peer"] == "operator"
+    assert every[1]["answered_at"] == "" and every[0]["answered_at"] != ""
+    assert [r["called"] for r in csv_rows("--status", "486")] == [CALLED]
+    assert [r["called"] for r in csv_rows("--number", "5550")] == [other]
+    assert [r["called"] for r in csv_rows("--number", CALLER[3:8])] == [CALLED, CALLED, other]
+    assert len(csv_rows("--peer", "pbx")) == 3 and len(csv_rows("--peer", "operator")) == 3
+    assert csv_rows("--peer", "elsewhere") == []
+    assert [r["status"] for r in csv_rows("--limit", "1", "--offset", "1")] == ["486"]
+    assert [r["status"] for r in csv_rows("--limit", "2")] == ["486", "200"]  # the newest two
+    header = net.sbc.cli("cdr", "--csv", "--peer", "elsewhere").stdout
+    assert header.startswith("id,call_id,caller,called,source_peer,dest_peer,status,")
+
+    url = f"http://{net.sbc.config['admin']['listen']}/api/cdr?format=csv&status=200&peer=pbx"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/csv")
+        body = response.read().decode()
+    assert [r["called"] for r in csv.DictReader(io.StringIO(body, newline=""))] == [CALLED, other]
+    shown = net.sbc.cli_json("cdr", "--number", "5550", "--status", "200")
+    assert [(r["called"], r["dest_peer"]) for r in shown] == [(other, "pbx")]
+    table = net.sbc.cli("cdr", "--status", "486")
+    assert "1 record(s)" in table.stdout
+    bad = net.sbc.cli("cdr", "--offset", "-1")
+    assert bad.returncode == 1 and "offset" in bad.stderr
+
+
+def test_a_postgresql_table_of_an_earlier_version_keeps_its_rows_and_takes_new_ones_once(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], postgres: Postgres
+) -> None:
+    """The ``cdr`` table as versions without ``uid`` made it, with one record: the node adds
+    the column and its unique index, and a new call's record is written once."""
+    import psycopg
+
+    postgres.start()
+    with psycopg.connect(postgres.url) as conn:
+        conn.execute(
+            "CREATE TABLE cdr (id SERIAL PRIMARY KEY, call_id VARCHAR(255) NOT NULL, "
+            "caller VARCHAR(64), called VARCHAR(64) NOT NULL, source_peer VARCHAR(64) NOT NULL,"
+            " dest_peer VARCHAR(64), status INTEGER NOT NULL, reason VARCHAR(128) NOT NULL, "
+            "started_at TIMESTAMP WITH TIME ZONE NOT NULL, answered_at TIMESTAMP WITH TIME "
+            "ZONE, ended_at TIMESTAMP WITH TIME ZONE NOT NULL, duration FLOAT NOT NULL, "
+            "attempts INTEGER NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO cdr (call_id, called, source_peer, status, reason, started_at, "
+            "ended_at, duration, attempts) VALUES ('old@op', '+331', 'operator', 200, 'BYE', "
+            "'2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0, 1)"
+        )
+    net = Calls(sipp_factory, sbc_factory, postgres.url)
+    calls(net, "uac_busy", "uas_busy", 2)
+    sql = "SELECT call_id, uid IS NULL, status FROM cdr ORDER BY id"
+    rows = rows_when(postgres, sql, lambda r: len(r) >= 3)
+    time.sleep(1.5)  # a batch later: nothing twice
+    assert postgres.query(sql) == rows
+    assert [(r[1], r[2]) for r in rows] == [(True, 200), (False, 486), (False, 486)]
+    assert rows[0][0] == "old@op"
+    (index,) = postgres.query("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_cdr_uid'")
+    assert "UNIQUE" in str(index[0])
+    assert len(net.sbc.cli_json("cdr")) == 3

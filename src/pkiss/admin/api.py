@@ -10,7 +10,9 @@ never in a thread beside it.
 from __future__ import annotations
 
 import asyncio
+import csv
 import hmac
+import io
 import ipaddress
 import re
 from datetime import UTC, datetime
@@ -192,29 +194,20 @@ def build_app(server: Server) -> FastAPI:
         return JSONResponse({"reloaded": True, "peers": len(server.node.config.peers)})
 
     @app.get("/api/cdr", dependencies=reads)
-    async def get_cdr(since: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    async def get_cdr(since: str | None = None, limit: int = 100, offset: int = 0,
+                      peer: str | None = None, number: str | None = None,
+                      status: int | None = None, format: str = "json") -> Response:  # fmt: skip
         """Call detail records, oldest first: the newest ``limit`` (at most 10,000) started
-        at or after ``since`` (ISO 8601; UTC when no offset is given)."""
-        start = None
-        if since is not None:
-            try:
-                start = datetime.fromisoformat(since)
-            except ValueError:
-                raise HTTPException(422, f"since: not an ISO 8601 time: {since!r}") from None
-            if start.tzinfo is None:
-                start = start.replace(tzinfo=UTC)
-        writer = server.cdr
-        if writer is None:
-            return []
-        await writer.flush()  # what ended a moment ago is there too
-        rows: list[dict[str, Any]] = await asyncio.to_thread(
-            writer.store.query, start, max(1, min(limit, 10_000))
-        )
-        return rows
+        at or after ``since`` (ISO 8601; UTC when no offset is given), after skipping the
+        ``offset`` newest (the next page back); only those of ``peer`` (source or
+        destination), whose caller or called number contains ``number``, with ``status``.
+        ``format``: ``json`` (a list of objects) or ``csv`` (a header line, then a line a
+        record)."""
+        return await cdr_response(server, since, limit, offset, peer, number, status, format)
 
     @app.get("/metrics", dependencies=reads)
     async def get_metrics() -> Response:
-        body, content_type = render_metrics(server.node, server.now())
+        body, content_type = render_metrics(server.node, server.now(), server.cdr)
         return Response(body, media_type=content_type)
 
     # ------------------------------------------------------------------ the call trace
@@ -248,3 +241,45 @@ def build_app(server: Server) -> FastAPI:
                         headers={"Content-Disposition": disposition})  # fmt: skip
 
     return app
+
+
+CDR_CSV_COLUMNS = (
+    "id", "call_id", "caller", "called", "source_peer", "dest_peer", "status", "reason",
+    "started_at", "answered_at", "ended_at", "duration", "attempts",
+)  # fmt: skip
+"""The columns of ``GET /api/cdr?format=csv``, in order (its header line)."""
+
+
+async def cdr_response(server: Server, since: str | None, limit: int, offset: int,
+                       peer: str | None, number: str | None, status: int | None,
+                       fmt: str) -> Response:  # fmt: skip
+    """``GET /api/cdr``: the records asked for, as JSON or CSV."""
+    from ..cdr import Filters
+
+    if fmt not in ("json", "csv"):
+        raise HTTPException(422, f"format: json or csv, not {fmt!r}")
+    if offset < 0:
+        raise HTTPException(422, "offset: not negative")
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise HTTPException(422, f"since: not an ISO 8601 time: {since!r}") from None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+    rows: list[dict[str, Any]] = []
+    writer = server.cdr
+    if writer is not None:
+        await writer.flush()  # what ended a moment ago is there too
+        rows = await asyncio.to_thread(writer.store.query, start, max(1, min(limit, 10_000)),
+                                       offset, Filters(peer, number, status))  # fmt: skip
+    if fmt == "json":
+        return JSONResponse(rows)
+    out = io.StringIO()
+    table = csv.writer(out, lineterminator="\r\n")
+    table.writerow(CDR_CSV_COLUMNS)
+    for row in rows:
+        table.writerow(["" if row[k] is None else row[k] for k in CDR_CSV_COLUMNS])
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="cdr.csv"'})  # fmt: skip

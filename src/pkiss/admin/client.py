@@ -27,13 +27,15 @@ class AdminClient:
         self.token = token
         self.timeout = timeout
 
-    def call(self, method: str, path: str) -> Any:
+    def call(self, method: str, path: str, raw: bool = False) -> Any:
+        """The API's answer to ``method path``: its JSON, or with ``raw`` its text."""
         request = urllib.request.Request(self.base + path, method=method)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"null")
+                body = response.read()
+                return body.decode() if raw else json.loads(body or b"null")
         except urllib.error.HTTPError as exc:
             body = exc.read()
             try:

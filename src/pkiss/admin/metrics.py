@@ -4,6 +4,7 @@ the per-message path does no metrics work at all."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -119,7 +120,32 @@ class _NodeCollector:
                                       value=relay.stats.get("learned", 0))  # fmt: skip
 
 
-def render_metrics(node: Node, now: float) -> tuple[bytes, str]:
+class _CdrCollector:
+    """The CDR writer's counters and its spool (``storage.cdr_spool``)."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        w = self.writer
+        yield CounterMetricFamily("pkiss_cdr_written", "CDRs written to the database since start",
+                                  value=w.written)  # fmt: skip
+        yield GaugeMetricFamily("pkiss_cdr_spool_bytes",
+                                "Bytes of CDRs in the spool, not in the database yet",
+                                value=w.spool_bytes)  # fmt: skip
+        yield GaugeMetricFamily("pkiss_cdr_spool_max_bytes", "storage.cdr_spool.max_bytes",
+                                value=w.spool_max_bytes)  # fmt: skip
+        yield CounterMetricFamily("pkiss_cdr_spool_refused",
+                                  "CDRs the full spool refused since start",
+                                  value=w.refused)  # fmt: skip
+        yield CounterMetricFamily("pkiss_cdr_dropped",
+                                  "CDRs lost since start (spool full and database failing)",
+                                  value=w.dropped)  # fmt: skip
+
+
+def render_metrics(node: Node, now: float, cdr: Any = None) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_NodeCollector(node, now))
+    if cdr is not None:
+        registry.register(_CdrCollector(cdr))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,66 +1,47 @@
 """Where records go: one SQL table through SQLAlchemy Core, SQLite by default, PostgreSQL by
-URL. Writes leave the event loop: records wait in memory and a task inserts them in batches
-in a worker thread, once a second; a database that is down keeps them waiting (bounded), and
-the last ones are written when the node stops."""
+URL. Writes leave the event loop: records wait in memory for at most a second, then a worker
+thread appends the batch to the spool (``spool.py``, fsync-ed) and inserts it; a database that
+is down keeps them in the spool, replayed when it answers, also after a restart. Each record
+has a ``uid``; an insert ignores one already there, so a replay never writes a record twice."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Column,
-    DateTime,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
     create_engine,
-    insert,
+    inspect,
     select,
+    text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config.urls import redacted
 from .record import CallRecord
+from .spool import Row, Spool
+from .table import COLUMNS, RECORD_FIELDS, TIMES, cdr_table, metadata
 
-__all__ = ["CdrStore", "CdrWriter", "sqlalchemy_url"]
+__all__ = ["CdrStore", "CdrWriter", "Filters", "sqlalchemy_url"]
 
 log = logging.getLogger("pkiss.cdr")
-
-metadata = MetaData()
-cdr_table = Table(
-    "cdr",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("call_id", String(255), nullable=False),
-    Column("caller", String(64)),
-    Column("called", String(64), nullable=False),
-    Column("source_peer", String(64), nullable=False),
-    Column("dest_peer", String(64)),
-    Column("status", Integer, nullable=False),
-    Column("reason", String(128), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("answered_at", DateTime(timezone=True)),
-    Column("ended_at", DateTime(timezone=True), nullable=False),
-    Column("duration", Float, nullable=False),
-    Column("attempts", Integer, nullable=False),
-)
-
-COLUMNS = tuple(c.name for c in cdr_table.columns if c.name != "id")
-"""What a record gives, in the order of the insert's parameters."""
-_TIMES = tuple(i for i, name in enumerate(COLUMNS) if name.endswith("_at"))
 
 FLUSH_INTERVAL = 1.0
 """Seconds between two batch writes."""
 MAX_PENDING = 100_000
-"""Records kept in memory while the database cannot be written; the oldest go beyond."""
+"""Records kept in memory between two batches at most; the oldest are dropped beyond (and
+counted): only a worker thread stuck for a long time lets that many wait."""
+REPLAY_BATCH = 5_000
+"""Records of the spool's backlog inserted (and committed) at a time."""
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -69,6 +50,25 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+class Filters:
+    """What ``query`` keeps: ``peer`` (source or destination, exact), ``number`` (caller or
+    called, a substring), ``status`` (exact)."""
+
+    __slots__ = ("number", "peer", "status")
+
+    def __init__(self, peer: str | None = None, number: str | None = None,
+                 status: int | None = None) -> None:  # fmt: skip
+        self.peer = peer or None
+        self.number = number or None
+        self.status = status
+
+
+def _like(text: str) -> str:
+    """``text`` anywhere, its ``%``, ``_`` and ``\\`` taken literally (escape ``\\``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class CdrStore:
@@ -82,48 +82,72 @@ class CdrStore:
             if str(path) not in ("", ":memory:"):
                 path.parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(real, pool_pre_ping=True)
-        compiled = insert(cdr_table).compile(dialect=self.engine.dialect, column_keys=list(COLUMNS))
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        # a record already there (a replay of what was inserted just before a stop) is ignored
+        dialect_insert = sqlite.insert if self._sqlite else postgresql.insert
+        stmt = dialect_insert(cdr_table).on_conflict_do_nothing(index_elements=["uid"])
+        compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(COLUMNS))
         self._insert_sql = str(compiled)
         self._positional = compiled.positional
         if self._positional and tuple(compiled.positiontup or ()) != COLUMNS:
             raise RuntimeError(f"unexpected CDR insert parameters: {compiled.positiontup}")
-        self._sqlite = self.engine.dialect.name == "sqlite"
-        self._values = attrgetter(*COLUMNS)
 
     def create(self) -> None:
+        """The table, and in a table made by an earlier version (no ``uid``), the column
+        added: its older rows keep an empty ``uid``, which the unique index allows."""
         metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            names = {c["name"] for c in inspect(conn).get_columns("cdr")}
+            if "uid" not in names:
+                log.info("CDR table: adding the uid column (records of earlier versions)")
+                conn.execute(text("ALTER TABLE cdr ADD COLUMN uid VARCHAR(64)"))
+            conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_cdr_uid ON cdr (uid)"))
 
-    def insert(self, records: list[CallRecord]) -> None:
+    def insert(self, rows: Sequence[Row]) -> None:
         """One transaction, straight to the driver's ``executemany``: SQLAlchemy's per-row
         parameter processing cost 15 µs a record, in a thread that shares the interpreter
-        with the event loop (a second's batch at 700 calls/s stalled the loop 10-30 ms)."""
+        with the event loop (a second's batch at 700 calls/s stalled the loop 10-30 ms).
+        ``rows``: ``COLUMNS`` values each."""
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_sql, self._rows(records))
+            conn.exec_driver_sql(self._insert_sql, self._params(rows))
 
-    def _rows(self, records: list[CallRecord]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
-        values = self._values
+    def _params(self, rows: Sequence[Row]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
         if not self._sqlite:
-            rows = [values(r) for r in records]
+            params = rows if isinstance(rows, list) else list(rows)
         else:  # SQLite has no time type: the text SQLAlchemy would have written
-            rows = []
-            for record in records:
-                row = list(values(record))
-                for i in _TIMES:
-                    if row[i] is not None:
+            params = []
+            for row in rows:
+                values = list(row)
+                for i in TIMES:
+                    if values[i] is not None:
                         # what SQLAlchemy stores (and parses back): naive, microseconds
-                        row[i] = row[i].replace(tzinfo=None).isoformat(" ", "microseconds")
-                rows.append(tuple(row))
+                        values[i] = values[i].replace(tzinfo=None).isoformat(" ", "microseconds")
+                params.append(tuple(values))
         if self._positional:
-            return rows
-        return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+            return params
+        return [dict(zip(COLUMNS, row, strict=True)) for row in params]
 
-    def query(self, since: datetime | None, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` records started at or after ``since``, oldest first."""
-        stmt = select(cdr_table).order_by(cdr_table.c.started_at.desc(), cdr_table.c.id.desc())
+    def query(self, since: datetime | None, limit: int, offset: int = 0,
+              filters: Filters | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """The newest ``limit`` records started at or after ``since`` that pass ``filters``,
+        after skipping the ``offset`` newest (the next page back), oldest first."""
+        c = cdr_table.c
+        stmt = select(*[col for col in cdr_table.columns if col.name != "uid"])
+        stmt = stmt.order_by(c.started_at.desc(), c.id.desc())
         if since is not None:
-            stmt = stmt.where(cdr_table.c.started_at >= since)
+            stmt = stmt.where(c.started_at >= since)
+        if filters is not None:
+            if filters.peer is not None:
+                stmt = stmt.where((c.source_peer == filters.peer) | (c.dest_peer == filters.peer))
+            if filters.number is not None:
+                pattern = _like(filters.number)
+                stmt = stmt.where(c.caller.like(pattern, escape="\\")
+                                  | c.called.like(pattern, escape="\\"))  # fmt: skip
+            if filters.status is not None:
+                stmt = stmt.where(c.status == filters.status)
         with self.engine.connect() as conn:
-            rows = [dict(row._mapping) for row in conn.execute(stmt.limit(limit))]
+            result = conn.execute(stmt.limit(limit).offset(offset))
+            rows = [dict(row._mapping) for row in result]
         rows.reverse()
         for row in rows:
             for key in ("started_at", "answered_at", "ended_at"):
@@ -135,55 +159,147 @@ class CdrStore:
         self.engine.dispose()
 
 
-class CdrWriter:
-    """Takes records on the loop (``add``: a list append) and writes them in batches."""
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
-    def __init__(self, store: CdrStore) -> None:
+
+class CdrWriter:
+    """Takes records on the loop (``add``: a list append) and writes them in batches: to the
+    spool, then to the database; what the database does not have yet stays in the spool."""
+
+    def __init__(self, store: CdrStore, spool_path: Path, spool_max_bytes: int) -> None:
         self.store = store
+        self.spool_path = spool_path
+        self.spool_max_bytes = spool_max_bytes
+        self.spool: Spool | None = None
         self.pending: list[CallRecord] = []
         self.written = 0
+        """Records inserted (or found there already) since start."""
         self.failed_writes = 0
+        self.refused = 0
+        """Records the full spool refused since start (then inserted at once, or dropped)."""
+        self.dropped = 0
+        """Records lost since start: refused by the spool while the database failed, or over
+        ``MAX_PENDING`` in memory. Each loss is logged as an error."""
         self._ready = False
+        self._lock = asyncio.Lock()
+        # a flush cancelled on the loop (the node stopping, an API client gone) does not stop
+        # its thread: the next write waits for it instead of running beside it
+        self._writing = threading.Lock()
         self._task: asyncio.Task[None] | None = None
+        # unique ids: random for this run, then a counter (no random draw per record)
+        self._uid_prefix = uuid.uuid4().hex
+        self._uid_next = 0
+        self._values = attrgetter(*RECORD_FIELDS)
+
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes of records in the spool that the database does not have yet."""
+        return self.spool.backlog_bytes if self.spool is not None else 0
 
     async def start(self) -> None:
-        """Open the table; a database that cannot be reached does not stop the node: the
-        records wait and the table is created at the next write that works."""
-        self._ready = await self._create()
+        """Open the spool (``SpoolError`` when another process holds it) and the table, and
+        write what an earlier run left in the spool. A database that cannot be reached does
+        not stop the node: the records wait in the spool."""
+        self.spool = spool = await asyncio.to_thread(Spool, self.spool_path, self.spool_max_bytes)
+        if spool.backlog_bytes:
+            log.info("CDR spool %s: %d bytes of records not in the database yet",
+                     spool.path, spool.backlog_bytes)  # fmt: skip
+        async with self._lock:
+            await asyncio.to_thread(self._write, [])
         self._task = asyncio.create_task(self._run())
-
-    async def _create(self) -> bool:
-        try:
-            await asyncio.to_thread(self.store.create)
-        except SQLAlchemyError as exc:
-            log.error("CDR storage %s not available yet: %s", redacted(self.store.url),
-                      str(exc).splitlines()[0])  # fmt: skip
-            return False
-        return True
 
     def add(self, record: CallRecord) -> None:
         self.pending.append(record)
         if len(self.pending) > MAX_PENDING:
-            del self.pending[: len(self.pending) - MAX_PENDING]
+            excess = len(self.pending) - MAX_PENDING
+            del self.pending[:excess]
+            self.dropped += excess
+            log.error("%d CDRs dropped: more than %d waiting in memory", excess, MAX_PENDING)
 
     async def flush(self) -> bool:
-        if not self.pending:
-            return True
-        if not self._ready:
-            self._ready = await self._create()
-            if not self._ready:
-                return False
-        batch, self.pending = self.pending, []
+        """Write what waits; False when the database did not take everything."""
+        async with self._lock:
+            if not self.pending and not self.spool_bytes:
+                return True
+            batch, self.pending = self.pending, []
+            return await asyncio.to_thread(self._write, batch)
+
+    def _rows(self, records: list[CallRecord]) -> list[Row]:
+        prefix, n, values = self._uid_prefix, self._uid_next, self._values
+        rows = [(f"{prefix}-{n + i:x}", *values(r)) for i, r in enumerate(records)]
+        self._uid_next = n + len(records)
+        return rows
+
+    def _write(self, batch: list[CallRecord]) -> bool:
+        """In the worker thread: spool ``batch``, then give the database what it lacks."""
+        with self._writing:
+            return self._write_batch(batch)
+
+    def _write_batch(self, batch: list[CallRecord]) -> bool:
+        spool = self.spool
+        assert spool is not None, "start() opens the spool"
+        rows = self._rows(batch)
+        before = spool.size
+        fresh_alone = spool.done == before  # the spool held nothing else: no need to read it
         try:
-            await asyncio.to_thread(self.store.insert, batch)
-        except SQLAlchemyError as exc:
+            taken = spool.append(rows)
+        except OSError as exc:
+            log.error("CDR spool %s cannot be written: %s", spool.path, exc)
+            taken = 0
+        direct = rows[taken:]
+        if direct:
+            self.refused += len(direct)
+            log.error("CDR spool %s full (%d bytes, storage.cdr_spool.max_bytes %d): %d "
+                      "records not spooled, %d since start", spool.path, spool.size,
+                      spool.max_bytes, len(direct), self.refused)  # fmt: skip
+        try:
+            if not self._ready:
+                self.store.create()
+                self._ready = True
+            if fresh_alone and taken:
+                self.store.insert(rows[:taken])
+                spool.commit(spool.size)
+                self.written += taken
+            self._replay()
+            if direct:
+                self.store.insert(direct)
+                self.written += len(direct)
+        except (SQLAlchemyError, OSError) as exc:
             self.failed_writes += 1
-            self.pending[:0] = batch  # kept for the next try
-            log.error("CDR write failed, %d records kept for later: %s", len(self.pending),
-                      str(exc).splitlines()[0])  # fmt: skip
+            if not self._ready:
+                log.error("CDR storage %s not available yet: %s", redacted(self.store.url),
+                          _first_line(exc))  # fmt: skip
+            else:
+                log.error("CDR write failed, %d bytes of records kept in the spool: %s",
+                          spool.backlog_bytes, _first_line(exc))  # fmt: skip
+            if direct:
+                self.dropped += len(direct)
+                log.error("%d CDRs lost: the spool is full and the database failed (%d lost "
+                          "since start)", len(direct), self.dropped)  # fmt: skip
             return False
-        self.written += len(batch)
         return True
+
+    def _replay(self) -> None:
+        """Insert the spool's backlog, a part at a time, committing each."""
+        spool = self.spool
+        assert spool is not None
+        replayed = 0
+        while spool.backlog_bytes:
+            rows, offset = spool.read(REPLAY_BATCH)
+            if rows:
+                self.store.insert(rows)
+            spool.commit(offset)
+            replayed += len(rows)
+        if replayed:
+            self.written += replayed
+            log.info("CDR spool: %d records written to the database", replayed)
+
+    def _close_spool(self) -> None:
+        with self._writing:
+            if self.spool is not None:
+                self.spool.close()
+                self.spool = None
 
     async def _run(self) -> None:
         while True:
@@ -193,6 +309,15 @@ class CdrWriter:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        if self.spool is None:
+            return
         if not await self.flush():
-            log.error("stopping with %d CDRs not written", len(self.pending))
+            log.error(
+                "stopping with %d bytes of CDRs in the spool %s: written when the "
+                "database answers, at the next start",
+                self.spool_bytes,
+                self.spool.path,
+            )
+        async with self._lock:
+            await asyncio.to_thread(self._close_spool)
         await asyncio.to_thread(self.store.close)

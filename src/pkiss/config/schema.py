@@ -906,11 +906,32 @@ def _check_state(url: str) -> str:
     return url
 
 
+class CdrSpool(_Frozen):
+    """The file where records wait until the database has them (``storage.cdr_spool``)."""
+
+    path: Path | None = None
+    """The spool file; default: the SQLite file's path + ``.spool``, or ``pkiss-cdr.spool``
+    (in the node's working directory) with PostgreSQL."""
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096)
+    """Bytes the spool holds at most (about 300 a record); beyond, records are refused."""
+
+
 class Storage(_Frozen):
     """Where call detail records are written."""
 
     cdr: Annotated[str, AfterValidator(_check_cdr_url)] = "sqlite:///pkiss-cdr.sqlite"
     """SQLAlchemy URL; ``sqlite:///relative/path`` or ``sqlite:////absolute/path``."""
+    cdr_spool: CdrSpool = Field(default_factory=CdrSpool)
+
+    def cdr_spool_path(self) -> Path:
+        """Where the spool is: ``cdr_spool.path``, or next to the SQLite file."""
+        if self.cdr_spool.path is not None:
+            return self.cdr_spool.path
+        if self.cdr.startswith("sqlite:///"):
+            db = self.cdr[len("sqlite:///") :].split("?", 1)[0]
+            if db not in ("", ":memory:"):
+                return Path(db + ".spool")
+        return Path("pkiss-cdr.spool")
 
 
 class Logging(_Frozen):

@@ -102,15 +102,35 @@ class Browser:
         return self._exactly(size).decode(errors="replace")
 
     # ------------------------------------------------------------------------ the page
-    def run(self, expression: str) -> Any:
-        """The value of a JavaScript expression in the page (a promise is awaited)."""
+    def command(self, method: str, **params: Any) -> dict[str, Any]:
+        """One DevTools command, its result."""
         self._id += 1
-        self._send(json.dumps({"id": self._id, "method": "Runtime.evaluate", "params": {
-            "expression": expression, "awaitPromise": True, "returnByValue": True}}))  # fmt: skip
+        self._send(json.dumps({"id": self._id, "method": method, "params": params}))
         while True:
             message = json.loads(self._receive())
             if message.get("id") == self._id:
-                return message.get("result", {}).get("result", {}).get("value")
+                result: dict[str, Any] = message.get("result", {})
+                return result
+
+    def run(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page (a promise is awaited)."""
+        result = self.command("Runtime.evaluate", expression=expression, awaitPromise=True,
+                              returnByValue=True)  # fmt: skip
+        return result.get("result", {}).get("value")
+
+    def screenshot(
+        self,
+        path: str | os.PathLike[str],
+        width: int = 1280,
+        height: int = 900,
+    ) -> None:
+        """The page as a PNG file, ``width`` CSS pixels wide, the whole page high."""
+        full = self.run("document.documentElement.scrollHeight") or height
+        self.command("Emulation.setDeviceMetricsOverride", width=width,
+                     height=max(height, int(full)), deviceScaleFactor=1, mobile=False)  # fmt: skip
+        data = self.command("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        with open(path, "wb") as out:
+            out.write(base64.b64decode(data["data"]))
 
     def until(self, expression: str, timeout: float = 10.0) -> bool:
         """Poll a JavaScript condition every 100 ms for up to ``timeout`` seconds."""

@@ -5,6 +5,7 @@ Debian's ``sngrep`` reads as SIP; and nothing of what a stranger sent."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import Browser
 from sbc import Pkiss, basic_config, free_port
 from sipp import Sipp, sipp_available
 
@@ -161,3 +163,52 @@ def test_every_message_goes_to_a_hep_collector_that_sngrep_shows(
     assert any(f"IP {OPERATOR}.{op_port} > 127.0.0.1.{sbc_port}:" in p for p in packets), packets
     assert any(f"IP 127.0.0.1.{sbc_port} > {PBX}.{pbx_port}:" in p for p in packets), packets
     assert read.count(f"Call-ID: {a_id}") >= 6 and read.count(f"Call-ID: {b_id}") >= 6
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_dashboard_draws_the_ladder_of_a_call_and_finds_it_by_call_id(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], tmp_path: Path
+) -> None:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make deps)")
+    sbc_port, op_port, pbx_port = free_port(), free_port(OPERATOR), free_port(PBX)
+    node = sbc_factory(basic_config(sbc_port, carrier_port=op_port, pbx_port=pbx_port))
+    pbx = sipp_factory("uas_basic", local_ip=PBX, local_port=pbx_port, calls=1).start()
+    uac = sipp_factory("uac_basic", local_ip=OPERATOR, local_port=op_port,
+                       remote=("127.0.0.1", sbc_port), service=CALLED, caller=CALLER,
+                       calls=1).start()  # fmt: skip
+    uac.check()
+    pbx.check()
+    (summary,) = get_json(node, "/api/traces?q=%2B33123456789")
+    a_id, b_id = summary["call_ids"]
+    messages = get_json(node, f"/api/calls/{a_id}/trace")["messages"]
+    # screenshots are the test's artefacts; PKISS_SCREENSHOTS=dir keeps them there (docs/)
+    shots = Path(os.environ.get("PKISS_SCREENSHOTS", tmp_path))
+    with Browser(CHROMIUM, f"http://{node.config['admin']['listen']}/") as page:
+        assert page.until("document.querySelectorAll('#cdr tbody button').length === 1", 15)
+        page.run("document.querySelector('#cdr tbody button').click()")
+        arrows = "document.querySelectorAll('#ladder-svg line.arrow').length"
+        assert page.until(f"{arrows} === {len(messages)}", 10), page.run(arrows)
+        lanes = page.run("[...document.querySelectorAll('#ladder-svg text.lane')]"
+                         ".map((t) => t.textContent)")  # fmt: skip
+        assert lanes == [f"{OPERATOR}:{op_port}", "SBC", f"{PBX}:{pbx_port}"], lanes
+        labels = page.run("[...document.querySelectorAll('#ladder-svg text.msg')]"
+                          ".map((t) => t.textContent)")  # fmt: skip
+        assert labels[0].startswith("INVITE sip:+33123456789"), labels
+        assert "SIP/2.0 200 OK" in labels, labels
+        second_invite = [i for i, label in enumerate(labels) if label.startswith("INVITE")][1]
+        page.run(f"document.querySelectorAll('#ladder-svg text.msg')[{second_invite}]"
+                 ".dispatchEvent(new MouseEvent('click'))")  # fmt: skip
+        shown = page.run("document.getElementById('ladder-message').textContent")
+        assert f"Call-ID: {b_id}" in shown and f"127.0.0.1:{sbc_port} -> {PBX}:" in shown, shown
+        page.screenshot(shots / "dashboard-ladder.png")
+        # the search, by the callee side's Call-ID
+        page.run(f"document.getElementById('trace-q').value = {json.dumps(b_id)};"
+                 "document.querySelector('#trace-search button').click()")  # fmt: skip
+        found = "document.querySelectorAll('#traces tbody tr').length"
+        assert page.until(f"{found} === 1", 10), page.run(found)
+        row = page.run("document.querySelector('#traces tbody tr').textContent")
+        assert CALLED in row and "200" in row, row
+    assert (shots / "dashboard-ladder.png").stat().st_size > 10_000

@@ -125,7 +125,7 @@ async function refresh() {
     });
     fill("calls", calls, (c) => {
       const action = cell("");
-      action.append(hangup(c));
+      action.append(button("Ladder", () => openTrace(c.id)), hangup(c));
       return [cell(c.from), cell(c.to), cell(c.caller_peer), cell(c.callee_peer || "-"),
         cell(c.state), cell(seconds(c.duration)), action];
     });
@@ -134,14 +134,111 @@ async function refresh() {
       action.append(button("Unban", () => unban(b.address)));
       return [cell(b.address), cell(seconds(b.remaining)), cell(b.reason), action];
     });
-    fill("cdr", cdr.slice().reverse(), (r) => [cell(r.started_at.slice(0, 19).replace("T", " ")),
-      cell(r.caller), cell(r.called), cell(r.source_peer), cell(r.dest_peer || "-"),
-      cell(r.status), cell(seconds(r.duration)), cell(r.reason)]);
+    fill("cdr", cdr.slice().reverse(), (r) => {
+      const action = cell("");
+      action.append(button("Ladder", () => openTrace(r.call_id)));
+      return [cell(r.started_at.slice(0, 19).replace("T", " ")),
+        cell(r.caller), cell(r.called), cell(r.source_peer), cell(r.dest_peer || "-"),
+        cell(r.status), cell(seconds(r.duration)), cell(r.reason), action];
+    });
+    if (!document.getElementById("trace-q").value) await listTraces("");
     document.getElementById("state").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (error) {
     document.getElementById("state").textContent = String(error.message);
   }
 }
+
+// ------------------------------------------------------------------ the call trace
+async function listTraces(query) {
+  const path = "/api/traces?limit=10" + (query ? "&q=" + encodeURIComponent(query) : "");
+  const traces = await api(path);
+  fill("traces", traces, (t) => {
+    const action = cell("");
+    action.append(button("Ladder", () => openTrace(t.call_ids[0])));
+    const when = t.started_at ? new Date(t.started_at * 1000).toISOString() : "";
+    return [cell(when.slice(0, 19).replace("T", " ")), cell(t.from), cell(t.to),
+      cell(t.status === null ? (t.ended ? "-" : "in progress") : t.status),
+      cell(t.messages), action];
+  });
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(name, attributes, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// the two legs side by side: the caller's side, the node, the callee's side(s)
+function lanesOf(trace) {
+  const node = new Set();
+  for (const m of trace.messages) node.add(m.direction === "in" ? m.dst : m.src);
+  const others = [];
+  for (const m of trace.messages) {
+    const far = m.direction === "in" ? m.src : m.dst;
+    if (!others.includes(far)) others.push(far);
+  }
+  return { node, lanes: [others[0], "SBC", ...others.slice(1)] };
+}
+
+async function openTrace(callId) {
+  let trace;
+  try {
+    trace = await api("/api/calls/" + encodeURIComponent(callId) + "/trace");
+  } catch (error) {
+    document.getElementById("state").textContent = String(error.message);
+    return;
+  }
+  const { node, lanes } = lanesOf(trace);
+  const lane = (address) => (node.has(address) ? 1 : Math.max(0, lanes.indexOf(address)));
+  const width = 260, left = 90, top = 40, step = 26;
+  const box = document.getElementById("ladder-svg");
+  const height = top + step * (trace.messages.length + 1);
+  box.setAttribute("width", left * 2 + width * (lanes.length - 1));
+  box.setAttribute("height", height);
+  box.replaceChildren(svg("defs", {}));
+  const marker = svg("marker", { id: "head", markerWidth: 8, markerHeight: 8, refX: 8, refY: 4,
+    orient: "auto" });
+  marker.append(svg("path", { d: "M0,0 L8,4 L0,8 z", fill: "#1d2733" }));
+  box.firstChild.append(marker);
+  lanes.forEach((name, i) => {
+    const x = left + i * width;
+    box.append(svg("text", { x, y: 16, "text-anchor": "middle", class: "lane" }, name));
+    box.append(svg("line", { x1: x, y1: 24, x2: x, y2: height, class: "life" }));
+  });
+  const start = trace.messages.length ? trace.messages[0].at : 0;
+  const text = document.getElementById("ladder-message");
+  trace.messages.forEach((m, i) => {
+    const y = top + step * i;
+    const x1 = left + lane(m.src) * width, x2 = left + lane(m.dst) * width;
+    box.append(svg("line", { x1, y1: y + 6, x2, y2: y + 6, class: "arrow " + m.direction,
+      "marker-end": "url(#head)" }));
+    const label = svg("text", { x: (x1 + x2) / 2, y, "text-anchor": "middle", class: "msg" },
+      m.first_line.replace(/ SIP\/2\.0$/, "").slice(0, 38));
+    label.addEventListener("click", () => {
+      text.textContent = "+" + ((m.at - start) * 1000).toFixed(1) + " ms  " + m.transport +
+        "  " + m.src + " -> " + m.dst + "\n\n" + m.message;
+    });
+    box.append(label);
+    box.append(svg("text", { x: 4, y: y + 10, class: "muted" },
+      "+" + ((m.at - start) * 1000).toFixed(0) + " ms"));
+  });
+  document.getElementById("ladder-title").textContent = "Call " + trace.call_ids.join(" / ") +
+    (trace.truncated ? " (" + trace.truncated + " more messages not kept)" : "");
+  document.getElementById("ladder-pcap").href =
+    "/api/calls/" + encodeURIComponent(callId) + "/trace.pcap";
+  text.textContent = "click a message to read it";
+  document.getElementById("ladder").hidden = false;
+}
+
+document.getElementById("trace-search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  listTraces(document.getElementById("trace-q").value.trim()).catch((error) => {
+    document.getElementById("state").textContent = String(error.message);
+  });
+});
 
 document.getElementById("token-form").addEventListener("submit", (event) => {
   event.preventDefault();

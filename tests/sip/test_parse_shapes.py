@@ -130,9 +130,11 @@ def test_the_parsers_index_is_the_one_a_message_builds(data: bytes) -> None:
     parsed = parse_datagram(data)
     rebuilt = Message(parsed.headers)
     assert parsed._index == rebuilt._make_index()
+    assert parsed._more == rebuilt._more
     if parsed.has("content-length"):  # a stream needs it
         (streamed,) = StreamParser().feed(data)
         assert isinstance(streamed, Message) and streamed._index == parsed._index
+        assert streamed._more == parsed._more
 
 
 def test_header_access_is_case_insensitive_on_built_messages() -> None:

@@ -31,9 +31,13 @@ from .headers import (
 )
 from .uri import URI, SipURI, parse_uri
 
-__all__ = ["Header", "Message", "Request", "Response", "reason_phrase"]
+__all__ = ["Header", "Index", "Message", "More", "Request", "Response", "reason_phrase"]
 
 Header = tuple[str, str]
+Index = dict[str, str]
+"""A message's header values by lower-case name: the first of each name."""
+More = dict[str, list[str]]
+"""Every value of the names a message has more than once (most have none: no list each)."""
 
 _CALLID = re.compile(
     r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?\Z"
@@ -86,6 +90,7 @@ class Message:
         "_cseq",
         "_from",
         "_index",
+        "_more",
         "_record_route",
         "_route",
         "_to",
@@ -100,14 +105,17 @@ class Message:
         headers: Sequence[Header],
         body: bytes = b"",
         raw: bytes | None = None,
-        index: dict[str, list[str]] | None = None,
+        index: Index | None = None,
+        more: More | None = None,
     ):
-        """``index``, when given, must be ``headers``' values by lower-case name, in order
-        (the parser builds it as it reads); it is built on first use otherwise."""
+        """``index``, when given, must be the first value of each of ``headers``' names by
+        lower-case name, and ``more`` every value of the names that occur more than once, in
+        order (the parser builds both as it reads); they are built on first use otherwise."""
         self.headers: tuple[Header, ...] = tuple(headers)
         self.body = body
         self.raw = raw
         self._index = index
+        self._more = more
         self._via: list[Via] | None = None
         self._from: NameAddr | None = None
         self._to: NameAddr | None = None
@@ -118,8 +126,9 @@ class Message:
         self._record_route: list[NameAddr] | None = None
 
     # -------------------------------------------------------------------- generic header access
-    def _make_index(self) -> dict[str, list[str]]:
-        index: dict[str, list[str]] = {}
+    def _make_index(self) -> Index:
+        index: Index = {}
+        more: More | None = None
         lower = _LOWER
         for name, value in self.headers:
             key = lower.get(name)
@@ -127,34 +136,62 @@ class Message:
                 key = name.lower()
                 if len(lower) < 2048:  # shared keys: one string per header name, not per message
                     lower[name] = key
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
+            first = index.get(key)
+            if first is None:
+                index[key] = value
+            elif more is None:
+                more = {key: [first, value]}
             else:
-                values.append(value)
+                values = more.get(key)
+                if values is None:
+                    more[key] = [first, value]
+                else:
+                    values.append(value)
         self._index = index
+        self._more = more
         return index
 
-    def _lines(self, name: str) -> list[str] | None:
-        """The values of that name (any case), or None: the index's own list, not a copy."""
+    def _key(self, name: str) -> str | None:
+        """The index's key for a header name (any case), or None when there is no such header."""
         index = self._index
         if index is None:
             index = self._make_index()
-        values = index.get(name)  # callers mostly ask in lower case already
-        if values is None:
-            key = name.lower()
-            if key != name:
-                values = index.get(key)
-        return values
+        if name in index:  # callers mostly ask in lower case already
+            return name
+        key = name.lower()
+        return key if key in index else None
+
+    def _all(self, key: str) -> list[str] | None:
+        """Every value of a lower-case name, or None when there is none: a fresh list for a name
+        met once, the index's own list otherwise (not to be changed)."""
+        index = self._index
+        if index is None:
+            index = self._make_index()
+        first = index.get(key)
+        if first is None:
+            return None
+        more = self._more
+        if more is not None:
+            values = more.get(key)
+            if values is not None:
+                return values
+        return [first]
 
     def header(self, name: str) -> str | None:
         """First value of a header field (by canonical name, case-insensitive), or None."""
-        values = self._lines(name)
-        return values[0] if values else None
+        key = self._key(name)
+        if key is None:
+            return None
+        index = self._index
+        assert index is not None
+        return index[key]
 
     def header_lines(self, name: str) -> list[str]:
         """Every field value of that name, one per header line, in order."""
-        values = self._lines(name)
+        key = self._key(name)
+        if key is None:
+            return []
+        values = self._all(key)
         return list(values) if values else []
 
     def values(self, name: str) -> list[str]:
@@ -168,11 +205,12 @@ class Message:
         index = self._index
         if index is None:
             index = self._make_index()
-        lines = index.get(key)
-        if not lines:
+        line = index.get(key)
+        if line is None:
             return []
-        if len(lines) == 1:
-            line = lines[0]
+        more = self._more
+        lines = more.get(key) if more is not None else None
+        if lines is None:
             if "," not in line:  # the common case: one value on one line
                 value = line.strip(" \t")
                 if value:
@@ -193,15 +231,17 @@ class Message:
         index = self._index
         if index is None:
             index = self._make_index()
-        values = index.get(key)
-        return values[0] if values else None
+        return index.get(key)
 
     def count(self, name: str) -> int:
-        values = self._lines(name)
+        key = self._key(name)
+        if key is None:
+            return 0
+        values = self._all(key)
         return len(values) if values else 0
 
     def has(self, name: str) -> bool:
-        return self._lines(name) is not None
+        return self._key(name) is not None
 
     # --------------------------------------------------------------------- structured headers
     def seed_via(self, via: list[Via]) -> None:
@@ -305,47 +345,49 @@ class Message:
         index = self._index
         if index is None:
             index = self._make_index()
+        more = self._more
         if self._via is None:
-            values = index.get("via")
-            if values is None:
+            value = index.get("via")
+            if value is None:
                 self._via = []
-            elif len(values) == 1 and "," not in values[0]:  # one value: no list to split
-                value = values[0].strip(" \t")
+            elif "," not in value and (more is None or "via" not in more):  # one value
+                value = value.strip(" \t")
                 if not value:
                     raise ParseError("empty value in a list")
                 self._via = [parse_via(value)]
             else:
                 _ = self.via
-        values = index.get("call-id")
-        if values is None:
+        value = index.get("call-id")
+        if value is None:
             self._call_id = None
         else:
-            value = values[0]
             if not _CALLID.match(value):
                 raise ParseError("bad Call-ID")
             self._call_id = value
-        values = index.get("cseq")
-        if values is not None:
-            self._cseq = parse_cseq(values[0])
+        value = index.get("cseq")
+        if value is not None:
+            self._cseq = parse_cseq(value)
         if "contact" in index:
             _ = self.contact
         if "route" in index:
             _ = self.route
         if "record-route" in index:
             _ = self.record_route
-        values = index.get("max-forwards")
-        if values is not None:
-            _max_forwards(values[0])
-        values = index.get("from")
-        if values is not None:
-            self._from = parse_name_addr(values[0])
-            for value in values[1:]:
-                parse_name_addr(value)
-        values = index.get("to")
-        if values is not None:
-            self._to = parse_name_addr(values[0])
-            for value in values[1:]:
-                parse_name_addr(value)
+        value = index.get("max-forwards")
+        if value is not None:
+            _max_forwards(value)
+        value = index.get("from")
+        if value is not None:
+            self._from = parse_name_addr(value)
+            if more is not None and "from" in more:
+                for value in more["from"][1:]:
+                    parse_name_addr(value)
+        value = index.get("to")
+        if value is not None:
+            self._to = parse_name_addr(value)
+            if more is not None and "to" in more:
+                for value in more["to"][1:]:
+                    parse_name_addr(value)
 
     # ------------------------------------------------------------------------- serialisation
     def _start_line(self) -> str:
@@ -401,9 +443,10 @@ class Request(Message):
         headers: Sequence[Header],
         body: bytes = b"",
         raw: bytes | None = None,
-        index: dict[str, list[str]] | None = None,
+        index: Index | None = None,
+        more: More | None = None,
     ):
-        Message.__init__(self, headers, body, raw, index)
+        Message.__init__(self, headers, body, raw, index, more)
         self.method = method
         if isinstance(uri, str):
             self.uri_text = uri
@@ -463,9 +506,10 @@ class Response(Message):
         headers: Sequence[Header],
         body: bytes = b"",
         raw: bytes | None = None,
-        index: dict[str, list[str]] | None = None,
+        index: Index | None = None,
+        more: More | None = None,
     ):
-        Message.__init__(self, headers, body, raw, index)
+        Message.__init__(self, headers, body, raw, index, more)
         self.status = status
         self.reason = reason_phrase(status) if reason is None else reason
 
@@ -507,25 +551,24 @@ def make_response(
     index = request._index
     if index is None:
         index = request._make_index()
-    values = index.get("via")
+    values = request._all("via")
     out: list[Header] = [("Via", v) for v in values] if values else []
-    values = index.get("from")
-    if values:
-        out.append(("From", values[0]))
-    values = index.get("to")
-    if values:
-        to_value = values[0]
+    value = index.get("from")
+    if value is not None:
+        out.append(("From", value))
+    value = index.get("to")
+    if value is not None:
         if to_tag is not None and status > 100:
             to = request.to
             if to is not None and not to.tag:
-                to_value = f"{to_value};tag={to_tag}"
-        out.append(("To", to_value))
-    values = index.get("call-id")
-    if values:
-        out.append(("Call-ID", values[0]))
-    values = index.get("cseq")
-    if values:
-        out.append(("CSeq", values[0]))
+                value = f"{value};tag={to_tag}"
+        out.append(("To", value))
+    value = index.get("call-id")
+    if value is not None:
+        out.append(("Call-ID", value))
+    value = index.get("cseq")
+    if value is not None:
+        out.append(("CSeq", value))
     if headers:
         out.extend(headers)
     return Response(status, reason, out, body)

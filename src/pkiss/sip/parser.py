@@ -15,9 +15,9 @@ import re
 
 from .errors import ParseError
 from .headers import canonical_name
-from .message import Header, Message, Request, Response
+from .message import Header, Index, Message, More, Request, Response
 
-Index = dict[str, list[str]]
+Head = tuple[str, list[Header], Index, More | None]
 
 __all__ = ["DEFAULT_MAX_SIZE", "StreamParser", "parse_datagram", "parse_head"]
 
@@ -34,15 +34,14 @@ _METHODS = frozenset(
 )  # fmt: skip
 
 
-def _content_length(index: Index) -> int | None:
+def _content_length(index: Index, more: More | None) -> int | None:
     """The body length; ``ParseError`` if it is not 1*DIGIT or two values differ (RFC 4475
     §3.3.9: conflicting values are a framing error)."""
-    values = index.get("content-length")
-    if values is None:
+    found = index.get("content-length")
+    if found is None:
         return None
-    found = values[0]
-    if len(values) > 1:
-        for value in values:
+    if more is not None and "content-length" in more:
+        for value in more["content-length"]:
             if value != found:
                 raise ParseError("conflicting Content-Length")
     if len(found) <= 10 and found.isdigit() and found.isascii():
@@ -70,11 +69,11 @@ def _name(written: str) -> tuple[str, str]:
 
 def parse_head(head: bytes) -> tuple[str, list[Header]]:
     """Split a message head (without the final empty line) into its start line and headers."""
-    start, headers, _ = _parse_head(head)
+    start, headers, _, _ = _parse_head(head)
     return start, headers
 
 
-def _parse_head(head: bytes) -> tuple[str, list[Header], Index]:
+def _parse_head(head: bytes) -> Head:
     """The start line, the headers and their values by lower-case name."""
     text = head.decode("latin-1")
     lines = text.split("\r\n")
@@ -90,13 +89,14 @@ def _parse_head(head: bytes) -> tuple[str, list[Header], Index]:
     return found
 
 
-def _read_lines(lines: list[str], unfolded: bool) -> tuple[str, list[Header], Index] | None:
+def _read_lines(lines: list[str], unfolded: bool) -> Head | None:
     """The start line, headers and index of a head split into lines. Before ``unfolded``,
     None for a line that continues the one before or has no colon: the caller unfolds the
     head and calls again."""
     headers: list[Header] = []
     append = headers.append
     index: Index = {}
+    more: More | None = None
     names = _NAMES
     for line in lines[1:]:
         name, colon, value = line.partition(":")
@@ -112,15 +112,22 @@ def _read_lines(lines: list[str], unfolded: bool) -> tuple[str, list[Header], In
         value = value.strip(" \t")
         append((entry[0], value))
         key = entry[1]
-        values = index.get(key)
-        if values is None:
-            index[key] = [value]
+        first = index.get(key)
+        if first is None:
+            index[key] = value
+        elif more is None:
+            more = {key: [first, value]}
         else:
-            values.append(value)
-    return lines[0], headers, index
+            values = more.get(key)
+            if values is None:
+                more[key] = [first, value]
+            else:
+                values.append(value)
+    return lines[0], headers, index, more
 
 
-def _build(start: str, headers: list[Header], index: Index, body: bytes, raw: bytes) -> Message:
+def _build(start: str, headers: list[Header], index: Index, more: More | None, body: bytes,
+           raw: bytes) -> Message:  # fmt: skip
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)
         if parts[0] != "SIP/2.0" and parts[0].upper() != "SIP/2.0":
@@ -131,7 +138,7 @@ def _build(start: str, headers: list[Header], index: Index, body: bytes, raw: by
         if status < 100 or status > 699:
             raise ParseError("bad status code")
         reason = parts[2] if len(parts) > 2 else ""
-        msg: Message = Response(status, reason, headers, body, raw, index)
+        msg: Message = Response(status, reason, headers, body, raw, index, more)
     else:
         parts = start.split(" ")
         if len(parts) != 3 or not parts[0] or not parts[1]:
@@ -143,7 +150,7 @@ def _build(start: str, headers: list[Header], index: Index, body: bytes, raw: by
             if version[:4].upper() == "SIP/":
                 raise ParseError("SIP version not supported", 505)
             raise ParseError("bad request line")
-        msg = Request(method, uri, headers, body, raw, index)
+        msg = Request(method, uri, headers, body, raw, index, more)
     msg.validate()
     return msg
 
@@ -158,8 +165,8 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         raise ParseError("no end of header section")
-    start_line, headers, index = _parse_head(data[start:end])
-    length = _content_length(index)
+    start_line, headers, index, more = _parse_head(data[start:end])
+    length = _content_length(index, more)
     body_at = end + 4
     if length is None:
         body = data[body_at:]
@@ -170,7 +177,7 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     raw = data if start == 0 and (length is None or body_at + length == len(data)) else None
     if raw is None:
         raw = data[start : body_at + len(body)]
-    return _build(start_line, headers, index, body, raw)
+    return _build(start_line, headers, index, more, body, raw)
 
 
 class StreamParser:
@@ -185,9 +192,8 @@ class StreamParser:
         self._buf = bytearray()
         # The head's end is not in buf[:_scanned], so feeding byte by byte stays linear.
         self._scanned = 0
-        # A head already parsed, waiting for its body: (body offset, start line, headers, their
-        # index, length).
-        self._head: tuple[int, str, list[Header], Index, int] | None = None
+        # A head already parsed, waiting for its body: (body offset, length, the head).
+        self._head: tuple[int, int, Head] | None = None
         self._error: ParseError | None = None
 
     def feed(self, data: bytes) -> list[Message | ParseError]:
@@ -227,15 +233,15 @@ class StreamParser:
                         raise ParseError("header section too large", 513)
                     self._scanned = len(buf)
                     return
-                start_line, headers, index = _parse_head(bytes(buf[:end]))
-                length = _content_length(index)
+                head = _parse_head(bytes(buf[:end]))
+                length = _content_length(head[2], head[3])
                 if length is None:
                     # RFC 3261 §18.3: Content-Length MUST be used with stream transports
                     raise ParseError("no Content-Length on a stream")
                 if end + 4 + length > self.max_size:
                     raise ParseError("message too large", 513)
-                self._head = (end + 4, start_line, headers, index, length)
-            body_at, start_line, headers, index, length = self._head
+                self._head = (end + 4, length, head)
+            body_at, length, (start_line, headers, index, more) = self._head
             total = body_at + length
             if len(buf) < total:
                 return
@@ -244,6 +250,6 @@ class StreamParser:
             self._head = None
             self._scanned = 0
             try:
-                out.append(_build(start_line, headers, index, raw[body_at:], raw))
+                out.append(_build(start_line, headers, index, more, raw[body_at:], raw))
             except ParseError as exc:
                 out.append(exc)

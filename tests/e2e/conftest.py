@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from network import Network
 from sbc import Pkiss
 from sipp import Sipp
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_run_at_a_time() -> Iterator[None]:
+    """The end-to-end tests use fixed loopback addresses (127.0.0.2-9): a second run on the same
+    machine, from another checkout, waits here until the first is over instead of colliding."""
+    path = os.environ.get("PKISS_E2E_LOCK", "/tmp/pkiss-e2e-run.lock")
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture

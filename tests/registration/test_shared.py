@@ -12,6 +12,7 @@ import pytest
 from pkiss.registration.bindings import RegisteredContact
 from pkiss.registration.shared import (
     Expired,
+    NotHere,
     Removal,
     decode,
     encode_register,
@@ -62,7 +63,7 @@ def test_an_expired_binding_is_no_error() -> None:
 
 BAD: list[Any] = [
     b"\xff\xfe", "not json", "[1, 2]", "null", "{}",
-    {"peer": "stranger"}, {"peer": ""}, {"peer": 7}, {"peer": "x" * 300},
+    {"peer": ""}, {"peer": 7}, {"peer": "x" * 300},
     {"node": None}, {"node": ""}, {"op": "ban"}, {"op": None},
     {"at": "now"}, {"at": None}, {"at": True}, {"at": float("nan")}, {"at": 1e300},
     {"contact": None}, {"contact": ""}, {"contact": "sip:a@b\r\nVia: x"},
@@ -81,4 +82,9 @@ def test_anything_a_node_would_not_write_is_refused(bad: Any) -> None:
     raw = json.dumps(written() | bad) if isinstance(bad, dict) else bad
     with pytest.raises(ValueError) as refused:
         decode(raw, NAMES, WALL, 0.0)
-    assert not isinstance(refused.value, Expired)
+    assert not isinstance(refused.value, Expired | NotHere)
+
+
+def test_a_peer_not_registered_here_is_no_error() -> None:
+    with pytest.raises(NotHere):
+        decode(json.dumps(written() | {"peer": "other"}), NAMES, WALL, 0.0)

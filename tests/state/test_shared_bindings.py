@@ -158,6 +158,28 @@ def test_a_node_starting_later_loads_the_bindings_and_ignores_bad_ones(
     run(test)
 
 
+def test_a_peer_a_reload_adds_has_its_binding_loaded(redis: Server) -> None:
+    async def test() -> None:
+        (one, here), (two, there) = node(redis.url, "one"), node(redis.url, "two")
+        here.retain({"pbx", "other"})
+        await one.start()
+        await two.start()
+        try:
+            await until(lambda: one.connected and two.connected, "never connected")
+            await asyncio.sleep(0.3)  # both subscribed
+            here.register("other", "sip:other@192.0.2.7:5062", PBX, 600, now())
+            await until(lambda: not one._dirty, "never written")
+            await asyncio.sleep(0.3)
+            assert there.lookup("other", now()) is None  # not a registered peer there yet
+            there.retain({"pbx", "other"})
+            await until(lambda: there.lookup("other", now()) is not None, "never loaded")
+        finally:
+            await one.stop()
+            await two.stop()
+
+    run(test)
+
+
 def test_a_binding_made_while_redis_is_away_is_written_when_it_is_back(redis: Server) -> None:
     async def test() -> None:
         one, here = node(redis.url, "one")

@@ -27,7 +27,15 @@ from ..sip.transaction import Addr
 from ..sip.uri import parse_uri
 from .bindings import RegisteredContact
 
-__all__ = ["MAX_LIFE", "Expired", "Removal", "decode", "encode_register", "encode_unregister"]
+__all__ = [
+    "MAX_LIFE",
+    "Expired",
+    "NotHere",
+    "Removal",
+    "decode",
+    "encode_register",
+    "encode_unregister",
+]
 
 MAX_LIFE = 3600.0 + 60.0
 """The longest a binding read may still last (seconds): the registrar grants 3600 at most."""
@@ -39,6 +47,11 @@ _UNSAFE = re.compile(r"[\x00-\x20\x7f<>\"]")  # nothing that could end a header 
 
 class Expired(ValueError):
     """A binding a node wrote, over by now (nothing wrong with it)."""
+
+
+class NotHere(ValueError):
+    """A binding of a peer that is no registered one in this node's config (the nodes' configs
+    differ while a change reaches them one by one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +93,7 @@ def decode(raw: bytes | str, names: frozenset[str], wall: float,
         raise ValueError("not a JSON object")
     peer = _text(data, "peer", MAX_NAME)
     if peer not in names:
-        raise ValueError(f"peer {peer[:40]!r} is no registered peer here")
+        raise NotHere(f"peer {peer[:40]!r} is no registered peer here")
     node = _text(data, "node", MAX_NAME)
     at = _time(data, "at")
     if abs(at - wall) > 10 * MAX_LIFE:

@@ -41,7 +41,14 @@ from redis.exceptions import RedisError
 
 from ..config.urls import redacted
 from ..registration.bindings import Bindings, RegisteredContact
-from ..registration.shared import Expired, Removal, decode, encode_register, encode_unregister
+from ..registration.shared import (
+    Expired,
+    NotHere,
+    Removal,
+    decode,
+    encode_register,
+    encode_unregister,
+)
 from ..routing.limits import MemoryLimitStore
 from ..routing.steering import Drains
 from ..security.bans import Ban, BanList
@@ -111,6 +118,7 @@ class SharedState:
         self._dirty: dict[str, tuple[int, float]] = {}
         self._changes = 0
         self._reload = False  # (re)subscribed: write this node's bindings, load the others'
+        self._loaded: frozenset[str] | None = None  # the registered peers last loaded
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------------- lifecycle
@@ -228,6 +236,10 @@ class SharedState:
             self.health.set_remote_down(frozenset(down))
         if self.drains is not None:
             await self._read_drains(self.drains)
+        loaded, bindings = self._loaded, self.bindings
+        if bindings is not None and loaded is not None and bindings.names != loaded:
+            self._reload = True  # a reload named other registered peers: load theirs
+            self._wake.set()
 
     # ------------------------------------------------------------------------------ drains
     async def _read_drains(self, drains: Drains) -> None:
@@ -411,7 +423,8 @@ class SharedState:
     async def _load_bindings(self) -> None:
         """The bindings the other nodes took, one key per registered peer of the config."""
         assert self.bindings is not None
-        names = sorted(self.bindings.names or ())
+        self._loaded = self.bindings.names or frozenset()
+        names = sorted(self._loaded)
         if not names:
             return
         values = await self.client.mget([f"pkiss:binding:{peer}" for peer in names])
@@ -431,8 +444,8 @@ class SharedState:
             peer, entry = decode(raw, bindings.names or frozenset(), time.time(), self.clock())
             if key_peer is not None and peer != key_peer:
                 raise ValueError(f"names peer {peer!r}, not the key's")
-        except Expired:
-            return
+        except (Expired, NotHere):
+            return  # nothing wrong with it: over, or for a node with another config
         except ValueError as exc:
             log.warning("shared state: %s holds no binding a node wrote (%s); ignored",
                         where, exc)  # fmt: skip

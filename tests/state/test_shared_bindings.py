@@ -141,14 +141,18 @@ def test_a_node_starting_later_loads_the_bindings_and_ignores_bad_ones(
             here.register("pbx", "sip:remote1@192.0.2.7:5062", PBX, 600, now())
             await until(lambda: bool(one._dirty) is False, "never written")
             await one.client.set("pkiss:binding:other", '{"op": "register", "peer": "other"}')
+            # a removal where a binding is kept, made after the binding: not applied
+            removal = {"op": "unregister", "peer": "third", "node": "x", "at": time.time()}
+            await one.client.set("pkiss:binding:third", json.dumps(removal))
             two, there = node(redis.url, "two")
-            there.retain({"pbx", "other"})
+            there.retain({"pbx", "other", "third"})
             with caplog.at_level(logging.WARNING, logger="pkiss.state"):
                 await two.start()
                 try:
                     await until(lambda: there.lookup("pbx", now()) is not None, "never loaded")
                     await until(lambda: "pkiss:binding:other holds no binding" in caplog.text,
                                 "the bad entry was not told")  # fmt: skip
+                    assert "pkiss:binding:third holds no binding" in caplog.text
                     assert there.lookup("other", now()) is None
                 finally:
                     await two.stop()
@@ -180,21 +184,30 @@ def test_a_peer_a_reload_adds_has_its_binding_loaded(redis: Server) -> None:
     run(test)
 
 
-def test_a_binding_made_while_redis_is_away_is_written_when_it_is_back(redis: Server) -> None:
+def test_the_bindings_held_are_written_again_when_redis_is_back(redis: Server) -> None:
+    """Redis comes back empty: the binding written before it went, and the one made while it
+    was away, are both written again."""
+
     async def test() -> None:
         one, here = node(redis.url, "one")
+        here.retain({"pbx", "other"})
         await one.start()
         try:
             await until(lambda: one.connected, "never connected")
-            redis.stop()
             here.register("pbx", "sip:remote1@192.0.2.7:5062", PBX, 600, now())
-            assert here.lookup("pbx", now()) is not None  # the node goes on alone
+            await until(lambda: not one._dirty, "never written")
+            redis.stop()
+            here.register("other", "sip:other@192.0.2.8:5062", Addr("udp", "192.0.2.8", 5062),
+                          600, now())  # fmt: skip
+            assert here.lookup("other", now()) is not None  # the node goes on alone
             await until(lambda: not one.connected, "never noticed")
             redis.start()  # empty: what it held before is gone
             two, there = node(redis.url, "two")
+            there.retain({"pbx", "other"})
             await two.start()
             try:
-                await until(lambda: there.lookup("pbx", now()) is not None,
+                await until(lambda: there.lookup("pbx", now()) is not None
+                            and there.lookup("other", now()) is not None,
                             "never written again", timeout=10)  # fmt: skip
             finally:
                 await two.stop()

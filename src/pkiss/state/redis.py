@@ -373,7 +373,7 @@ class SharedState:
             try:
                 reload, self._reload = self._reload, False
                 if reload:
-                    await self._rewrite_mine()
+                    self._rewrite_mine()
                 await self._flush_bindings()
                 if reload:
                     await self._load_bindings()
@@ -383,7 +383,7 @@ class SharedState:
                 await asyncio.sleep(SYNC_INTERVAL)
                 self._wake.set()  # again, until Redis takes them
 
-    async def _rewrite_mine(self) -> None:
+    def _rewrite_mine(self) -> None:
         """Every binding this node holds, to write again (a newer one there wins)."""
         assert self.bindings is not None
         for peer in self.bindings.mine(self.clock()):
@@ -444,6 +444,8 @@ class SharedState:
             peer, entry = decode(raw, bindings.names or frozenset(), time.time(), self.clock())
             if key_peer is not None and peer != key_peer:
                 raise ValueError(f"names peer {peer!r}, not the key's")
+            if key_peer is not None and isinstance(entry, Removal):
+                raise ValueError("a removal, where a binding is kept")
         except (Expired, NotHere):
             return  # nothing wrong with it: over, or for a node with another config
         except ValueError as exc:

@@ -113,7 +113,8 @@ class Server:
             node.engine.drive(node.core.hangup_idle(node.engine.now(), timeout))
 
     async def _start_state(self, node: Node) -> None:
-        """``state: redis://...``: bans and call counts shared with the other nodes."""
+        """``state: redis://...``: bans, call counts, drains and the registered PBXs'
+        bindings shared with the other nodes."""
         url = self.config.state
         if url == "memory":
             return
@@ -121,7 +122,8 @@ class Server:
 
         loop = asyncio.get_running_loop()
         self.state = SharedState(url, node.limits, node.security.bans, loop.time,
-                                 health=node.monitor, drains=node.drains)  # fmt: skip
+                                 health=node.monitor, drains=node.drains,
+                                 bindings=node.bindings)  # fmt: skip
         await self.state.start()
 
     async def _start_admin(self, node: Node) -> None:

@@ -13,8 +13,16 @@ Drains (``routing.steering``) live in the set ``pkiss:drains`` (members ``peer:<
 before it applies, and each interval every node takes the set as its drains.
 A ban made here is written as ``pkiss:ban:<address>`` (expiring with the ban) and published on
 ``pkiss:bans``; a lifted one is deleted and published. Each node listens on that channel and
-loads the bans in force when it starts. Redis down: the node goes on alone, logs it once, and
-tries again each interval.
+loads the bans in force when it starts.
+A binding a PBX with ``hosts: registered`` made here (``registration/bindings.py``) is written
+as ``pkiss:binding:<peer>`` (expiring with it) and published on ``pkiss:bindings``; its removal
+(``Expires: 0``) deletes it and is published. A write loses to a newer binding already there,
+and a removal spares it (a Lua script compares the REGISTERs' times). Each node listens on
+that channel; each time it (re)subscribes it writes its own bindings again (Redis may have
+lost them, or the node may have taken REGISTERs while Redis was away) and then loads the
+others' (one key per registered peer of its config: bounded). What is read is checked
+(``registration/shared.py``): an entry a node would not have written is logged and ignored.
+Redis down: the node goes on alone, logs it once, and tries again each interval.
 """
 
 from __future__ import annotations
@@ -32,6 +40,15 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..config.urls import redacted
+from ..registration.bindings import Bindings, RegisteredContact
+from ..registration.shared import (
+    Expired,
+    NotHere,
+    Removal,
+    decode,
+    encode_register,
+    encode_unregister,
+)
 from ..routing.limits import MemoryLimitStore
 from ..routing.steering import Drains
 from ..security.bans import Ban, BanList
@@ -47,17 +64,47 @@ NODE_TTL = 3.0
 """Seconds a node's counts stay in Redis without a refresh."""
 CHANNEL = "pkiss:bans"
 DRAINS = "pkiss:drains"
+BINDINGS = "pkiss:bindings"
+"""The channel of bindings made and removed; each binding is the key ``pkiss:binding:<peer>``."""
+
+# Both scripts: KEYS[1] the binding's key, ARGV[1] the message, ARGV[2] its time (of the
+# REGISTER, or of the removal); nothing is done when the key holds a REGISTER made after that
+# (another node's, newer: the last REGISTER wins).
+_NEWER_HELD = """
+local held = redis.call('GET', KEYS[1])
+local newer = false
+if held then
+  local ok, old = pcall(cjson.decode, held)
+  if ok and type(old) == 'table' then
+    local at = tonumber(old['at'])
+    newer = at ~= nil and at > tonumber(ARGV[2])
+  end
+end
+if newer then return 0 end
+"""
+# ARGV[3] milliseconds to live, ARGV[4] the channel
+_WRITE = f"""{_NEWER_HELD}redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return 1
+"""
+# ARGV[3] the channel
+_REMOVE = f"""{_NEWER_HELD}redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+"""
 
 
 class SharedState:
     def __init__(self, url: str, limits: MemoryLimitStore, bans: BanList,
                  clock: Any, node_id: str | None = None, health: Any = None,
-                 drains: Drains | None = None) -> None:  # fmt: skip
+                 drains: Drains | None = None,
+                 bindings: Bindings | None = None) -> None:  # fmt: skip
         self.url = url
         self.limits = limits
         self.bans = bans
         self.health = health  # the node's HealthMonitor, or None
         self.drains = drains
+        self.bindings = bindings  # the registrar's, when registered PBXs may come
         self.clock = clock  # the loop's time(): bans are kept on it
         self.node = node_id or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
         self.client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
@@ -67,6 +114,12 @@ class SharedState:
         self._tasks: list[asyncio.Task[None]] = []
         self._last: dict[str, tuple[float, dict[str, int]]] = {}  # node -> (time, admitted)
         self._outbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        # bindings changed here and not written yet: peer -> (change number, wall time)
+        self._dirty: dict[str, tuple[int, float]] = {}
+        self._changes = 0
+        self._reload = False  # (re)subscribed: write this node's bindings, load the others'
+        self._loaded: frozenset[str] | None = None  # the registered peers last loaded
+        self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -75,6 +128,9 @@ class SharedState:
         self._tasks = [asyncio.create_task(self._sync_forever()),
                        asyncio.create_task(self._listen_forever()),
                        asyncio.create_task(self._send_forever())]  # fmt: skip
+        if self.bindings is not None:
+            self.bindings.on_change = self._bound_here
+            self._tasks.append(asyncio.create_task(self._bindings_forever()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -82,8 +138,11 @@ class SharedState:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
                 await task
+        if self.bindings is not None:
+            self.bindings.on_change = None
         with contextlib.suppress(RedisError, OSError):
             await self._flush_outbox()
+            await self._flush_bindings()
             await self.client.delete(f"pkiss:node:{self.node}")
         await self.client.aclose()
 
@@ -177,6 +236,10 @@ class SharedState:
             self.health.set_remote_down(frozenset(down))
         if self.drains is not None:
             await self._read_drains(self.drains)
+        loaded, bindings = self._loaded, self.bindings
+        if bindings is not None and loaded is not None and bindings.names != loaded:
+            self._reload = True  # a reload named other registered peers: load theirs
+            self._wake.set()
 
     # ------------------------------------------------------------------------------ drains
     async def _read_drains(self, drains: Drains) -> None:
@@ -260,9 +323,17 @@ class SharedState:
         while True:
             try:
                 pubsub = self.client.pubsub()
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(CHANNEL, BINDINGS)
+                if self.bindings is not None:
+                    self._reload = True  # what was missed while not listening
+                    self._wake.set()
                 async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                    if message.get("type") != "message":
+                        continue
+                    channel = message.get("channel")
+                    if channel in (BINDINGS, BINDINGS.encode()):
+                        self._apply_binding(message["data"])
+                    else:
                         self._apply(message["data"])
             except (RedisError, OSError) as exc:
                 self._up(False, exc)
@@ -287,6 +358,109 @@ class SharedState:
                             data.get("node"), data.get("reason"))  # fmt: skip
         elif data.get("op") == "unban" and self.bans.unban(host, shared=False):
             log.info("ban of %s lifted by node %s", host, data.get("node"))
+
+    # ---------------------------------------------------------------------------- bindings
+    def _bound_here(self, peer: str) -> None:
+        """A REGISTER taken here made or removed ``peer``'s binding: to write (at once)."""
+        self._changes += 1
+        self._dirty[peer] = (self._changes, time.time())
+        self._wake.set()
+
+    async def _bindings_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                reload, self._reload = self._reload, False
+                if reload:
+                    self._rewrite_mine()
+                await self._flush_bindings()
+                if reload:
+                    await self._load_bindings()
+            except (RedisError, OSError) as exc:
+                self._up(False, exc)
+                self._reload = self._reload or reload
+                await asyncio.sleep(SYNC_INTERVAL)
+                self._wake.set()  # again, until Redis takes them
+
+    def _rewrite_mine(self) -> None:
+        """Every binding this node holds, to write again (a newer one there wins)."""
+        assert self.bindings is not None
+        for peer in self.bindings.mine(self.clock()):
+            if peer not in self._dirty:
+                self._changes += 1
+                self._dirty[peer] = (self._changes, time.time())
+
+    async def _flush_bindings(self) -> None:
+        """Write the bindings changed here: this node's binding of each such peer, or its
+        removal when it has none left (removed, or expired before Redis took it)."""
+        bindings = self.bindings
+        if bindings is None:
+            return
+        for peer, change in list(self._dirty.items()):
+            binding = bindings.own(peer, self.clock())
+            if binding is not None:
+                await self._write_binding(peer, binding)
+            else:
+                await self._remove_binding(peer, change[1])
+            if self._dirty.get(peer) == change:
+                del self._dirty[peer]
+
+    async def _write_binding(self, peer: str, binding: RegisteredContact) -> None:
+        now, wall = self.clock(), time.time()
+        left = binding.expires_at - now
+        if left <= 0:
+            return
+        message, at = encode_register(peer, binding, self.node, wall, now)
+        await self.client.eval(_WRITE, 1, f"pkiss:binding:{peer}", message, repr(at),
+                               max(int(left * 1000), 1), BINDINGS)  # fmt: skip
+
+    async def _remove_binding(self, peer: str, at: float) -> None:
+        message = encode_unregister(peer, self.node, at)
+        await self.client.eval(_REMOVE, 1, f"pkiss:binding:{peer}", message, repr(at),
+                               BINDINGS)  # fmt: skip
+
+    async def _load_bindings(self) -> None:
+        """The bindings the other nodes took, one key per registered peer of the config."""
+        assert self.bindings is not None
+        self._loaded = self.bindings.names or frozenset()
+        names = sorted(self._loaded)
+        if not names:
+            return
+        values = await self.client.mget([f"pkiss:binding:{peer}" for peer in names])
+        for peer, raw in zip(names, values, strict=True):
+            if raw is not None:
+                self._learn(raw, f"pkiss:binding:{peer}", peer)
+
+    def _apply_binding(self, raw: bytes | str) -> None:
+        """A message on the bindings channel: another node's binding or removal."""
+        self._learn(raw, f"a message on {BINDINGS}")
+
+    def _learn(self, raw: bytes | str, where: str, key_peer: str | None = None) -> None:
+        bindings = self.bindings
+        if bindings is None:
+            return
+        try:
+            peer, entry = decode(raw, bindings.names or frozenset(), time.time(), self.clock())
+            if key_peer is not None and peer != key_peer:
+                raise ValueError(f"names peer {peer!r}, not the key's")
+            if key_peer is not None and isinstance(entry, Removal):
+                raise ValueError("a removal, where a binding is kept")
+        except (Expired, NotHere):
+            return  # nothing wrong with it: over, or for a node with another config
+        except ValueError as exc:
+            log.warning("shared state: %s holds no binding a node wrote (%s); ignored",
+                        where, exc)  # fmt: skip
+            return
+        if entry.node == self.node:
+            return  # this node's own: it holds it already
+        if isinstance(entry, Removal):
+            if bindings.forget(peer, entry.at):
+                log.info("peer %s unregistered at node %s", peer, entry.node)
+            return
+        if bindings.learn(peer, entry):
+            log.info("peer %s registered at node %s from %s for %ds", peer, entry.node,
+                     entry.source, max(int(entry.expires_at - self.clock()), 0))  # fmt: skip
 
 
 def _addr(text: str) -> Addr | None:

@@ -171,13 +171,13 @@ class CallStats:
         for addr, host in monitor.hosts.items():
             key = (host.name, f"{addr.host}:{addr.port}")
             seen.add(key)
+            found = self.hosts.get(key)
             if addr in monitor.local_down or addr in monitor.remote_down:
                 state = "down"
-            elif host.successes == 0 and host.changed_at is None:
-                state = "pending"
+            elif host.successes == 0 and host.failures == 0 and host.changed_at is None:
+                state = "pending"  # no probe came back yet
             else:
                 state = "up"
-            found = self.hosts.get(key)
             if found is None:
                 self.hosts[key] = found = HostHistory(key[0], key[1], state, now)
                 found.changes.append((now, state))

@@ -122,7 +122,10 @@ def test_host_states_and_their_changes_are_kept_with_the_probes_time() -> None:
     clock.now += 1
     host.successes, host.changed_at = 1, None  # answered: up
     stats.tick(node)
-    clock.now += 10
+    clock.now += 1
+    host.successes, host.failures = 0, 1  # one probe unanswered: still up
+    stats.tick(node)
+    clock.now += 9
     node.loop_now = 110.0
     host.up, host.changed_at = False, 108.0  # went down 2 s ago
     node.monitor.local_down = frozenset({addr})

@@ -18,6 +18,7 @@ Times here are Unix times (the records' clock); the node's loop clock is only co
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from array import array
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .node import Node
 
 __all__ = ["HISTORY", "SETUP_BUCKETS", "CallStats", "percentile"]
+
+log = logging.getLogger("pkiss.stats")
 
 HISTORY = 3600
 """Seconds of per-second history kept."""
@@ -197,7 +200,10 @@ class CallStats:
     async def run(self, node: Node, interval: float = 1.0) -> None:
         """Tick every ``interval`` seconds, just after each second starts, until cancelled."""
         while True:
-            self.tick(node)
+            try:
+                self.tick(node)
+            except Exception:  # a defect here must cost the charts a second, not the node
+                log.exception("internal error in the statistics tick")
             now = self.clock()
             await asyncio.sleep(interval - now % interval + 0.01)
 

@@ -204,7 +204,13 @@ function drawSetup(setup) {
 
 function drawHealth(stats) {
   const area = document.getElementById("health");
-  if (!stats.hosts.length) return;
+  if (!stats.hosts.length) {
+    const none = document.createElement("p");
+    none.className = "muted";
+    none.textContent = "no host is probed (peers' health checks are off)";
+    area.replaceChildren(none);
+    return;
+  }
   const W = 600, start = stats.end - stats.window, end = stats.now;
   const x = (t) => Math.max(0, Math.min(W, W * (t - start) / (end - start)));
   area.replaceChildren(...stats.hosts.map((h) => {

@@ -6,6 +6,9 @@ the loop lags, a new INVITE gets 503 from its raw bytes: ``security/overload.py`
 guard and the parser (bytes that do not parse get their 400 when they can be addressed), then
 ``Admission.admit``: the one verdict, which attributes the peer once and refuses from one
 place; what passes goes to the transaction-user layer with its peer.
+
+What crosses is counted for ``/metrics`` where it is already told apart: a parsed message
+by its method (a request) or its status (a response), one dict increment each way.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from .security.admission import Admission, Pass, Reject
 from .security.overload import Overload, is_refusal_ack
 from .sip.errors import ParseError
 from .sip.ids import new_tag
-from .sip.message import Message, Request, make_response, stamp_received
+from .sip.message import Message, Request, Response, make_response, stamp_received
 from .sip.parser import parse_datagram
 from .sip.sanity import salvage_response
 from .sip.transaction import Addr, Send
@@ -55,6 +58,11 @@ class Engine:
         self._ticker: asyncio.TimerHandle | None = None
         self.tracer: Tracer | None = None
         """``admin.trace``: what peers sent and what the node sent, for the call trace."""
+        # parsed messages received and sent: requests by method, responses by status
+        self.requests_in: dict[str, int] = {}
+        self.responses_in: dict[int, int] = {}
+        self.requests_out: dict[str, int] = {}
+        self.responses_out: dict[int, int] = {}
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -125,6 +133,12 @@ class Engine:
         self._admit(item, source, known, now)
 
     def _admit(self, message: Message, source: Addr, known: bool, now: float) -> None:
+        if isinstance(message, Request):
+            _count_request(self.requests_in, message.method)
+        elif isinstance(message, Response):
+            responses = self.responses_in
+            status = message.status
+            responses[status] = responses.get(status, 0) + 1
         verdict = self.admission.admit(message, source, known, now)
         tracer = self.tracer
         if tracer is not None and (known or type(verdict) is Pass):  # never a stranger's
@@ -156,8 +170,15 @@ class Engine:
         listeners = self.listeners
         identity = self.identity
         tracer = self.tracer if traced else None
+        requests, responses = self.requests_out, self.responses_out
         for send in sends:
-            data = bytes(send.message)
+            message = send.message
+            if isinstance(message, Response):
+                status = message.status
+                responses[status] = responses.get(status, 0) + 1
+            elif isinstance(message, Request):
+                _count_request(requests, message.method)
+            data = bytes(message)
             if identity is not None:
                 data = self._identify(send.message, data, identity)
             listeners.send(data, send.dest)
@@ -215,6 +236,23 @@ class Engine:
             log.exception("internal error on a timer")
             sends = []
         self.drive(sends)
+
+
+METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
+    "MESSAGE", "REFER", "NOTIFY", "SUBSCRIBE", "PUBLISH",
+})  # fmt: skip
+"""Methods counted by name; any other is counted as ``other`` (a peer may send any token)."""
+
+
+def _count_request(counts: dict[str, int], method: str) -> None:
+    found = counts.get(method)
+    if found is not None:
+        counts[method] = found + 1
+    elif method in METHODS:
+        counts[method] = 1
+    else:
+        counts["other"] = counts.get("other", 0) + 1
 
 
 def _new_invite(message: Request) -> bool:

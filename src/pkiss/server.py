@@ -19,6 +19,7 @@ from .b2bua import Call
 from .config import Config, ConfigError, load_config
 from .node import Node, build
 from .sip.message import Request
+from .stats import CallStats
 from .trace import Tracer
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Server:
         trace = config.admin.trace
         self.tracer = Tracer(keep=trace.calls, messages=trace.messages)
         self._hep: HepSender | None = None
+        self.stats = CallStats()
 
     @property
     def node(self) -> Node:
@@ -67,15 +69,19 @@ class Server:
         from .cdr import record_of, refused_record
 
         writer = await self._start_cdr()
-        tracer = self.tracer
+        tracer, stats = self.tracer, self.stats
 
         def ended(call: Call) -> None:
-            writer.add(record_of(call, loop.time(), time.time()))
+            record = record_of(call, loop.time(), time.time())
+            writer.add(record)
+            stats.observe(record)
             tracer.end(call.a.call_id)
 
         def refused(request: Request, peer: str, number: str, status: int, reason: str,
                     now: float) -> None:  # fmt: skip
-            writer.add(refused_record(request, peer, number, status, reason, time.time()))
+            record = refused_record(request, peer, number, status, reason, time.time())
+            writer.add(record)
+            stats.observe(record, refused=True)
             if request.call_id:
                 tracer.end(request.call_id)
 
@@ -91,8 +97,10 @@ class Server:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         log.info("ready: %d peers", len(self.config.peers))
         collector = asyncio.create_task(collect_periodically())
+        ticker = asyncio.create_task(self.stats.run(node))  # the dashboard's history
         await self._stop.wait()
         collector.cancel()
+        ticker.cancel()
         await self.shutdown()
 
     async def _start_cdr(self) -> CdrWriter:

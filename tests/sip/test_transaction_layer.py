@@ -671,3 +671,27 @@ def test_random_sequences_never_raise_and_memory_returns_to_zero(
     assert len(layer) == 0
     assert layer.next_deadline() is None
     assert not layer._acks and not layer._awaiting_ack
+
+
+# --------------------------------------------------------------------------- counters
+
+
+def test_retransmissions_are_counted_both_ways() -> None:
+    layer = TransactionLayer()
+    invite = inbound("INVITE", "z9hG4bKretx", 1)
+    layer.receive(invite, CARRIER, 0.0)  # 100 Trying, once
+    assert (layer.retransmissions, layer.retransmitted) == (0, 0)
+    out = layer.receive(invite, CARRIER, 0.1)  # the caller sent it again: 100 again
+    assert [type(o) for o in out] == [Send]
+    assert (layer.retransmissions, layer.retransmitted) == (1, 1)
+    # a request to the PBX, unanswered over UDP: timer E re-sends it, each one counted
+    _, out = layer.request(outbound("OPTIONS", "z9hG4bKopt", 2), PBX, 0.0)
+    sent = [o for o in drain(layer) if isinstance(o, Send)]
+    assert len(sent) == 10  # timer E until timer F (T1 = 0.5 s, 32 s)
+    assert layer.retransmitted == 1 + len(sent)
+    assert layer.retransmissions == 1
+    # over TCP nothing is re-sent
+    tcp = TransactionLayer()
+    tcp.request(outbound("OPTIONS", "z9hG4bKtcp", 3), PBX_TCP, 0.0)
+    drain(tcp)
+    assert tcp.retransmitted == 0

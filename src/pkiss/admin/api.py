@@ -23,6 +23,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..node import Node
+from ..stats import HISTORY, CallStats
 from ..trace import CallTrace, Tracer, pcap
 from . import views
 from .metrics import render_metrics
@@ -45,6 +46,7 @@ class Server(Protocol):
     cdr: Any
     state: Any
     tracer: Tracer
+    stats: CallStats
 
     def now(self) -> float: ...
 
@@ -207,8 +209,25 @@ def build_app(server: Server) -> FastAPI:
 
     @app.get("/metrics", dependencies=reads)
     async def get_metrics() -> Response:
-        body, content_type = render_metrics(server.node, server.now(), server.cdr)
+        body, content_type = render_metrics(server.node, server.now(), server.cdr, server.stats,
+                                            server.state)  # fmt: skip
         return Response(body, media_type=content_type)
+
+    @app.get("/api/stats", dependencies=reads)
+    async def get_stats(window: int = HISTORY, step: int = 10,
+                        setup_window: int = 300) -> dict[str, Any]:  # fmt: skip
+        """The last ``window`` seconds (at most an hour) for the dashboard's charts: calls in,
+        answered and failed a second, averaged over ``step`` seconds (1-60) from oldest;
+        the setup-time percentiles of the calls answered in the last ``setup_window``
+        seconds; each probed host's states over the window."""
+        if not 1 <= step <= 60:
+            raise HTTPException(422, "step: 1 to 60 seconds")
+        if not step <= window <= HISTORY:
+            raise HTTPException(422, f"window: {step} to {HISTORY} seconds")
+        stats = server.stats
+        return {"now": round(stats.clock(), 3), "window": window, **stats.series(window, step),
+                "setup": stats.setup_percentiles(setup_window),
+                "hosts": stats.host_rows(window)}  # fmt: skip
 
     # ------------------------------------------------------------------ the call trace
     def _trace_of(call_id: str) -> CallTrace:

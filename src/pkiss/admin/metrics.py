@@ -1,18 +1,27 @@
-"""Prometheus metrics, read from the node's state when scraped: nothing is counted twice and
-the per-message path does no metrics work at all."""
+"""Prometheus metrics, read from the node's state when scraped: nothing is counted twice. The
+per-message path only counts what it already told apart (the engine's messages by method or
+status, the transaction layer's retransmissions); calls by peer and the setup-time histogram
+come from the call records (``stats.py``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..node import Node
 from ..security.connections import REASONS
 from ..sip.transaction import Addr
+from ..stats import SETUP_BUCKETS, CallStats
 
 __all__ = ["render_metrics"]
 
@@ -95,6 +104,31 @@ class _NodeCollector:
                                 value=overload.lag)  # fmt: skip
         yield CounterMetricFamily("pkiss_overload_refused", "New INVITEs answered 503 while "
                                   "overloaded", value=overload.turned_away)  # fmt: skip
+        engine = node.engine
+        requests = CounterMetricFamily("pkiss_sip_requests", "SIP requests parsed from peers "
+                                       "(in) and sent (out), by method",
+                                       labels=["direction", "method"])  # fmt: skip
+        responses = CounterMetricFamily("pkiss_sip_responses", "SIP responses parsed from peers "
+                                        "(in) and sent (out), by status code",
+                                        labels=["direction", "code"])  # fmt: skip
+        ways = (("in", engine.requests_in, engine.responses_in),
+                ("out", engine.requests_out, engine.responses_out))  # fmt: skip
+        for direction, reqs, resps in ways:
+            for method, count in sorted(reqs.items()):
+                requests.add_metric([direction, method], count)
+            for code, count in sorted(resps.items()):
+                responses.add_metric([direction, str(code)], count)
+        yield requests
+        yield responses
+        layer = node.core.layer
+        retx = CounterMetricFamily("pkiss_sip_retransmissions", "SIP retransmissions: requests "
+                                   "(and 2xx) that came again (in), messages sent again (out)",
+                                   labels=["direction"])  # fmt: skip
+        retx.add_metric(["in"], layer.retransmissions)
+        retx.add_metric(["out"], layer.retransmitted)
+        yield retx
+        yield GaugeMetricFamily("pkiss_transactions", "SIP transactions in flight (client and "
+                                "server, lingering ones included)", value=len(layer))  # fmt: skip
         relay = node.relay
         if relay is not None:
             yield GaugeMetricFamily("pkiss_media_calls", "Calls whose media the relay anchors",
@@ -141,11 +175,57 @@ class _CdrCollector:
         yield CounterMetricFamily("pkiss_cdr_dropped",
                                   "CDRs lost since start (spool full and database failing)",
                                   value=w.dropped)  # fmt: skip
+        yield GaugeMetricFamily("pkiss_cdr_queue", "CDRs waiting in memory for the next batch",
+                                value=len(w.pending))  # fmt: skip
 
 
-def render_metrics(node: Node, now: float, cdr: Any = None) -> tuple[bytes, str]:
+class _StatsCollector:
+    """Calls by peer and outcome, and the setup-time histogram, from the call records."""
+
+    def __init__(self, stats: CallStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        peers = CounterMetricFamily("pkiss_peer_calls", "Calls ended by peer, side (source: the "
+                                    "peer called; destination: the call went to it) and outcome "
+                                    "(answered: 2xx; failed: any other final status, or none)",
+                                    labels=["peer", "side", "outcome"])  # fmt: skip
+        for (peer, side, outcome), count in sorted(stats.outcomes.items()):
+            peers.add_metric([peer, side, outcome], count)
+        yield peers
+        buckets: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip((*SETUP_BUCKETS, math.inf), stats.setup_buckets, strict=True):
+            total += count
+            buckets.append(("+Inf" if bound == math.inf else repr(bound), total))
+        setup = HistogramMetricFamily("pkiss_call_setup_seconds", "Seconds from a call's INVITE "
+                                      "to its answer, answered calls")  # fmt: skip
+        setup.add_metric([], buckets, stats.setup_sum)
+        yield setup
+
+
+class _StateCollector:
+    """``state: redis://...``: whether this node reaches the shared store."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("pkiss_state_connected", "1 while the shared state (Redis) "
+                                "answers", value=int(bool(self.state.connected)))  # fmt: skip
+        yield GaugeMetricFamily("pkiss_state_nodes", "Nodes seen in the shared state",
+                                value=self.state.nodes)  # fmt: skip
+
+
+def render_metrics(node: Node, now: float, cdr: Any = None, stats: CallStats | None = None,
+                   state: Any = None) -> tuple[bytes, str]:  # fmt: skip
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_NodeCollector(node, now))
     if cdr is not None:
         registry.register(_CdrCollector(cdr))
+    if stats is not None:
+        registry.register(_StatsCollector(stats))
+    if state is not None:
+        registry.register(_StateCollector(state))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -64,8 +64,8 @@ def _host_state(node: Node, addr: Any) -> str:
     host = monitor.hosts.get(addr)
     if host is None:
         return "not probed"
-    if host.successes == 0 and host.changed_at is None:
-        return "pending"  # no probe answered yet: used as up meanwhile
+    if host.successes == 0 and host.failures == 0 and host.changed_at is None:
+        return "pending"  # no probe came back yet: used as up meanwhile
     return "up"
 
 

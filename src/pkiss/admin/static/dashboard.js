@@ -91,12 +91,169 @@ function hangup(call) {
   });
 }
 
+// ------------------------------------------------------------------ filters
+const filters = { peer: "", number: "", status: "" };
+
+function cdrQuery() {
+  const query = new URLSearchParams({ limit: "20" });
+  if (filters.peer) query.set("peer", filters.peer);
+  if (filters.number) query.set("number", filters.number);
+  if (filters.status) query.set("status", filters.status);
+  return "/api/cdr?" + query.toString();
+}
+
+function callShown(c) {
+  if (filters.peer && c.caller_peer !== filters.peer && c.callee_peer !== filters.peer) return false;
+  if (filters.number && !String(c.from || "").includes(filters.number) &&
+    !String(c.to || "").includes(filters.number)) return false;
+  return !filters.status;  // a call in progress has no final status yet
+}
+
+function peerChoices(peers) {
+  const select = document.getElementById("f-peer");
+  const names = peers.map((p) => p.name);
+  const have = [...select.options].slice(1).map((o) => o.value);
+  if (names.join("\n") === have.join("\n")) return;
+  select.replaceChildren(select.options[0], ...names.map((name) => {
+    const option = document.createElement("option");
+    option.value = option.textContent = name;
+    return option;
+  }));
+  select.value = names.includes(filters.peer) ? filters.peer : "";
+}
+
+document.getElementById("filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  filters.peer = document.getElementById("f-peer").value;
+  filters.number = document.getElementById("f-number").value.trim();
+  const status = document.getElementById("f-status").value.trim();
+  filters.status = /^[0-9]{1,3}$/.test(status) ? status : "";
+  refresh();
+});
+
+document.getElementById("filters").addEventListener("reset", () => {
+  filters.peer = filters.number = filters.status = "";
+  setTimeout(refresh, 0);
+});
+
+// ------------------------------------------------------------------ charts (inline SVG)
+const STEPS = { 60: 1, 300: 1, 900: 5, 3600: 10 };  // window (s) -> seconds a point
+
+function statsQuery() {
+  const window = Number(document.getElementById("window").value) || 3600;
+  return "/api/stats?window=" + window + "&step=" + (STEPS[window] || 10);
+}
+
+function niceMax(value) {
+  if (value <= 1) return 1;
+  const power = Math.pow(10, Math.floor(Math.log10(value)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * power >= value) return m * power;
+  return 10 * power;
+}
+
+function clock(t, seconds) {
+  const parts = { hour: "2-digit", minute: "2-digit" };
+  if (seconds) parts.second = "2-digit";
+  return new Date(t * 1000).toLocaleTimeString([], parts);
+}
+
+function drawChart(stats) {
+  const box = document.getElementById("traffic-svg");
+  const W = 900, H = 220, left = 44, right = 8, top = 10, bottom = 22;
+  const points = stats.calls.length;
+  const top_ = niceMax(Math.max(...stats.calls, ...stats.failed, ...stats.answered, 0));
+  const x = (i) => left + (points <= 1 ? 0 : (W - left - right) * i / (points - 1));
+  const y = (v) => top + (H - top - bottom) * (1 - v / top_);
+  box.replaceChildren();
+  for (const v of [0, top_ / 2, top_]) {
+    box.append(svg("line", { x1: left, x2: W - right, y1: y(v), y2: y(v), class: v ? "grid" : "axis" }));
+    box.append(svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" },
+      String(Math.round(v * 100) / 100)));
+  }
+  for (let k = 0; k <= 6; k++) {
+    const i = Math.round((points - 1) * k / 6);
+    const t = stats.start + (i + 1) * stats.step;
+    box.append(svg("text", { x: x(i), y: H - 6, "text-anchor": k === 0 ? "start" : k === 6 ? "end" : "middle" },
+      clock(t, stats.window <= 900)));
+  }
+  for (const name of ["answered", "failed", "calls"]) {
+    const values = stats[name];
+    box.append(svg("polyline", {
+      class: name, "data-nonzero": values.filter((v) => v > 0).length,
+      points: values.map((v, i) => x(i).toFixed(1) + "," + y(v).toFixed(1)).join(" "),
+    }));
+  }
+  const sum = (values) => values.reduce((a, b) => a + b, 0) * stats.step;
+  document.getElementById("chart-note").textContent = "  " + Math.round(sum(stats.calls)) +
+    " calls, " + Math.round(sum(stats.failed)) + " failed in the window; a point every " +
+    stats.step + " s";
+}
+
+function ms(value) {
+  return value === null || value === undefined ? "-" : Math.round(value * 1000) + " ms";
+}
+
+function drawSetup(setup) {
+  const minutes = Math.round(setup.window / 60);
+  document.getElementById("setup").replaceChildren(
+    card("setup p50", ms(setup.p50)), card("setup p90", ms(setup.p90)),
+    card("setup p99", ms(setup.p99)),
+    card("answered, last " + minutes + " min", setup.count),
+  );
+}
+
+function drawHealth(stats) {
+  const area = document.getElementById("health");
+  if (!stats.hosts.length) {
+    const none = document.createElement("p");
+    none.className = "muted";
+    none.textContent = "no host is probed (peers' health checks are off)";
+    area.replaceChildren(none);
+    return;
+  }
+  const W = 600, start = stats.end - stats.window, end = stats.now;
+  const x = (t) => Math.max(0, Math.min(W, W * (t - start) / (end - start)));
+  area.replaceChildren(...stats.hosts.map((h) => {
+    const row = document.createElement("div");
+    row.className = "host";
+    row.dataset.host = h.host;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = h.peer + " " + h.host;
+    const strip = svg("svg", { viewBox: "0 0 " + W + " 14", preserveAspectRatio: "none" });
+    strip.append(svg("rect", { x: 0, y: 0, width: W, height: 14, class: "unknown" },));
+    h.history.forEach(([at, state], i) => {
+      const until = i + 1 < h.history.length ? h.history[i + 1][0] : end;
+      const x1 = x(at), x2 = x(until);
+      const rect = svg("rect", { x: x1, y: 0, width: Math.max(1, x2 - x1), height: 14, class: state });
+      rect.append(svg("title", {}, state + " from " + clock(at, true)));
+      strip.append(rect);
+    });
+    const now = document.createElement("span");
+    now.className = "now " + h.state;
+    const downs = h.history.filter(([at, state], i) => state === "down" && (i > 0 || at >= start)).length;
+    now.textContent = h.state + (downs ? " (" + downs + " down)" : "");
+    row.append(name, strip, now);
+    return row;
+  }));
+}
+
 async function refresh() {
   try {
-    const [status, peers, calls, bans, cdr] = await Promise.all([
+    const [status, peers, calls, bans, cdr, stats] = await Promise.all([
       api("/api/status"), api("/api/peers"), api("/api/calls"), api("/api/bans"),
-      api("/api/cdr?limit=20"),
+      api(cdrQuery()), api(statsQuery()),
     ]);
+    drawChart(stats);
+    drawSetup(stats.setup);
+    drawHealth(stats);
+    peerChoices(peers);
+    const shown = calls.filter(callShown);
+    const active = [filters.peer && "peer " + filters.peer, filters.number && "number " + filters.number,
+      filters.status && "status " + filters.status].filter(Boolean);
+    document.getElementById("f-note").textContent = active.length
+      ? "showing " + shown.length + " of " + calls.length + " calls in progress and the last records with " + active.join(", ")
+      : "";
     document.getElementById("summary").replaceChildren(
       card("calls now", status.calls_in_progress),
       card("calls since start", status.calls.calls),
@@ -123,7 +280,7 @@ async function refresh() {
       name.append(steer("peers", p.name, p.drained));
       return [name, cell(p.role), hosts, cell(limit), cell(p.registration || "")];
     });
-    fill("calls", calls, (c) => {
+    fill("calls", shown, (c) => {
       const action = cell("");
       action.append(button("Ladder", () => openTrace(c.id)), hangup(c));
       return [cell(c.from), cell(c.to), cell(c.caller_peer), cell(c.callee_peer || "-"),
@@ -239,6 +396,8 @@ document.getElementById("trace-search").addEventListener("submit", (event) => {
     document.getElementById("state").textContent = String(error.message);
   });
 });
+
+document.getElementById("window").addEventListener("change", () => refresh());
 
 document.getElementById("token-form").addEventListener("submit", (event) => {
   event.preventDefault();

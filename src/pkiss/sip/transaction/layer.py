@@ -19,6 +19,11 @@ What the layer does on its own
       so such retransmissions never reach the TU;
     * holds a CANCEL until the first provisional response (§9.1, see ``make_cancel``).
 
+What it counts (``/metrics``)
+    ``retransmitted``: messages sent again, by a timer (A, E, G, 2xx) or in answer to a
+    request that came again; ``retransmissions``: requests that came again for a transaction
+    in progress, and 2xx that came again after the ACK was sent.
+
 What it keeps (memory)
     A call leaves several transactions lingering for up to 64*T1 after it ended, as the RFCs
     require; each keeps only what it may still have to send (see the transaction classes):
@@ -96,6 +101,14 @@ def _ack_key(msg: Message, seq: int) -> _AckKey:
     return (msg.call_id or "", seq, tag or "")
 
 
+def _sends(out: list[TransactionOutput]) -> int:
+    count = 0
+    for item in out:
+        if type(item) is Send:
+            count += 1
+    return count
+
+
 def _branch(via: Via) -> str | None:
     """``via.branch``, sooner: the parameter is nearly always spelled ``branch``."""
     for name, value in via.params:
@@ -132,6 +145,8 @@ class TransactionLayer:
         "_reliable",
         "_servers",
         "_udp",
+        "retransmissions",
+        "retransmitted",
     )
 
     def __init__(self, timers: Timers = Timers(), *, send_trying: bool = True) -> None:  # noqa: B008
@@ -152,6 +167,8 @@ class TransactionLayer:
         # The transports make an Addr per datagram: a lingering server transaction shares
         # one per peer instead of keeping its own.
         self._addrs: dict[Addr, Addr] = {}
+        self.retransmitted = 0
+        self.retransmissions = 0
 
     def has_server(self, key: str) -> bool:
         """Whether a server transaction with this key (see ``_server_key``) is in progress."""
@@ -201,6 +218,9 @@ class TransactionLayer:
             if rfc3261 or txn.matches_2543(msg):
                 out = txn.receive_request(msg, source, now)
                 self._settle(txn)
+                if method != "ACK":  # came again: answered again, or absorbed
+                    self.retransmissions += 1
+                    self.retransmitted += _sends(out)
                 return out
             if method != "ACK":
                 return []  # an RFC 2543 look-alike with another To tag: neither new nor ours
@@ -246,6 +266,8 @@ class TransactionLayer:
                 # A 2xx retransmission after timer M, or from another fork (§13.2.2.4).
                 sent = self._acks.get(_ack_key(msg, cseq.seq))
                 if sent is not None:
+                    self.retransmissions += 1
+                    self.retransmitted += 1
                     return [Send(sent.ack, sent.dest)]
                 return [ResponseReceived(msg, source, None)]
             return []  # a stray response is dropped (§17.1.3, §18.1.2)
@@ -421,6 +443,8 @@ class TransactionLayer:
             obj.at = None
             obj.fire(now, out)
             self._settle(obj)
+        if out:
+            self.retransmitted += _sends(out)  # a timer's only messages are retransmissions
         return out
 
     def _compact(self) -> None:

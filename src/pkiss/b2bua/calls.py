@@ -280,7 +280,6 @@ class Calls:
         old = call.b
         if old is not None:
             self.dialogs.pop((old.call_id, old.local_tag), None)
-            _tried(call, old)
         codecs_refused = False
         while call.targets:
             target = call.targets.pop(0)
@@ -323,6 +322,8 @@ class Calls:
                        out: Outbox) -> None:  # fmt: skip
         b = build_attempt(call.a, call.number, call.source_peer, target, call.peers,
                           self.local(target.addr), offer)  # fmt: skip
+        if call.b is not None:
+            _tried(call, call.b)
         call.b = b
         b.sent_at = now
         self.dialogs[(b.call_id, b.local_tag)] = (call, b)

@@ -158,7 +158,7 @@ def test_a_full_spool_refuses_records_loudly_and_they_go_straight_to_a_working_d
         w = writer(tmp_path, max_bytes=4096)
         await w.start()
         with Down(w.store):
-            for n in range(40):  # about 200 bytes each: more than 4 KiB
+            for n in range(40):  # about 250 bytes each: more than 4 KiB
                 w.add(record(n))
             assert not await w.flush()
         assert 0 < w.refused < 40 and w.dropped == w.refused

@@ -31,8 +31,11 @@ CALL_ID_MAX = 255
 SIP_REASON_MAX = 255
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRecord:
+    """(Not frozen: a frozen dataclass sets each of its 29 fields through
+    ``object.__setattr__``, which made a record cost twice as much on the event loop.)"""
+
     call_id: str
     """The caller's Call-ID (the A-leg's), to find the call in the caller's own records."""
     caller: str | None

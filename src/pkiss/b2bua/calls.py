@@ -537,7 +537,7 @@ class Calls:
                     now)  # fmt: skip
         if call is not None:
             reason = request.header("reason")
-            if reason is not None:
+            if reason is not None and not call.a.final_sent:  # (too late: it changes nothing)
                 call.sip_reason = reason
             self._feed(call, Cancelled(), now, out)
 

@@ -66,8 +66,8 @@ class CallRecord:
     called_sent: str | None = None
     """Called number the node sent the callee side (To, after the rewrites)."""
     tenant: str | None = None
-    """The PBX peer of the call (the source peer when it is a PBX, else the PBX it went to);
-    None when neither is a PBX."""
+    """The PBX peer of the call (the source peer when it is a PBX, else the PBX it went to,
+    that answered or transferred it on); None when no PBX took part."""
     source_host: str | None = None
     """Where the caller's INVITE came from: ``udp:192.0.2.7:5060``."""
     dest_host: str | None = None
@@ -136,6 +136,23 @@ def _caller_of(request: Request) -> str | None:
     return _clip(getattr(frm.uri, "user", None), NUMBER_MAX) if frm is not None else None
 
 
+def _tenant(call: Call) -> str | None:
+    """The source peer when it is a PBX, else the PBX the call went to (the one that
+    answered, or that transferred it on)."""
+    peers = call.peers
+    source = peers.get(call.source_peer)
+    if source is not None and source.role == "pbx":
+        return call.source_peer
+    names = [call.b.peer] if call.b is not None else []
+    if call.tried is not None:
+        names += [t[0] for t in reversed(call.tried)]
+    for name in names:
+        peer = peers.get(name)
+        if peer is not None and peer.role == "pbx":
+            return name
+    return None
+
+
 def record_of(call: Call, now: float, wall: float) -> CallRecord:
     """The record of an ended ``call``; ``now`` is the loop clock the call's times are on,
     ``wall`` the Unix time at ``now``."""
@@ -151,14 +168,7 @@ def record_of(call: Call, now: float, wall: float) -> CallRecord:
     tried = [_attempt(t, start) for t in call.tried] if call.tried is not None else []
     if b is not None:
         tried.append(_attempt((b.peer, b.dest, b.status, b.sent_at, b.final_at), start))
-    peers = call.peers
-    source = peers.get(call.source_peer)
-    if source is not None and source.role == "pbx":
-        tenant: str | None = call.source_peer
-    elif b is not None and (dest := peers.get(b.peer)) is not None and dest.role == "pbx":
-        tenant = b.peer
-    else:
-        tenant = None
+    tenant = _tenant(call)
     counts = call.media_counts
     status = call.final_status
     return CallRecord(

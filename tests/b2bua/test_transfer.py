@@ -4,9 +4,12 @@ target taking the transferor's place, failures leaving the call as it was."""
 
 from __future__ import annotations
 
+import json
+
 from peers import OPERATOR, PBX1, Bench, answer, in_dialog, invite, requests, responses
 
 from pkiss.b2bua import Call
+from pkiss.cdr import record_of
 from pkiss.sip.message import Request
 from pkiss.sip.transaction import Addr
 
@@ -87,6 +90,13 @@ def test_the_target_takes_the_transferors_place() -> None:
     assert bye.call_id == target_invite.call_id
     assert not requests(out, PBX1, "BYE")
     assert [(c.b_peer, c.end_reason) for c in ended] == [("far", "BYE from A-leg")]
+    record = record_of(ended[0], bench.now, 1_800_000_000.0)
+    assert (record.b_call_id, record.dest_host) == (target_invite.call_id, "udp:127.0.0.5:5060")
+    assert [(a["peer"], a["status"]) for a in json.loads(record.attempts_detail)] == [
+        ("pbx", 200), ("far", 200),
+    ]  # fmt: skip
+    assert record.attempts == 1 and record.tenant == "pbx"  # the PBX that transferred it
+    assert (record.called_sent, record.hangup_by) == ("+442071234567", "caller")
 
 
 def test_a_failed_transfer_leaves_the_call_with_the_transferor() -> None:

@@ -13,19 +13,35 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from pkiss.cdr import CallRecord, CdrStore, CdrWriter, Filters
+from pkiss.cdr import CallRecord, CdrStore, CdrWriter, Filters, csv_values
+from pkiss.cdr.spool import encode
+from pkiss.cdr.table import CSV_COLUMNS
 
 T0 = datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)
 
 
 def record(n: int, status: int = 200, caller: str = "+33987654321",
-           called: str = "+33123456789", dest: str | None = "pbx") -> CallRecord:  # fmt: skip
+           called: str = "+33123456789", dest: str | None = "pbx",
+           **billing: Any) -> CallRecord:  # fmt: skip
     at = T0 + timedelta(seconds=n)
     return CallRecord(call_id=f"call-{n}@op", caller=caller, called=called,
                       source_peer="operator", dest_peer=dest, status=status,
                       reason="BYE from A-leg" if status == 200 else f"failed {status}",
                       started_at=at, answered_at=at if status == 200 else None, ended_at=at,
-                      duration=0.0, attempts=1)  # fmt: skip
+                      duration=0.0, attempts=1, **billing)  # fmt: skip
+
+
+ATTEMPTS = (
+    '[{"peer":"pbx","host":"udp:127.0.0.3:5060","status":503,"at_ms":0,"end_ms":4},'
+    '{"peer":"pbx","host":"udp:127.0.0.4:5060","status":200,"at_ms":4,"end_ms":250}]'
+)
+BILLING = {
+    "b_call_id": "b-1@sbc", "called_received": "0123456789", "caller_sent": "0987654321",
+    "called_sent": "+33123456789", "tenant": "pbx", "source_host": "udp:127.0.0.2:5060",
+    "dest_host": "udp:127.0.0.4:5060", "attempts_detail": ATTEMPTS, "hangup_by": "callee",
+    "setup_18x_ms": 120, "setup_200_ms": 250, "caller_packets": 400, "caller_bytes": 68800,
+    "callee_packets": 398, "callee_bytes": 68456, "sip_reason": "Q.850;cause=16",
+}  # fmt: skip
 
 
 def call_ids(db: Path) -> list[str]:
@@ -142,7 +158,7 @@ def test_a_full_spool_refuses_records_loudly_and_they_go_straight_to_a_working_d
         w = writer(tmp_path, max_bytes=4096)
         await w.start()
         with Down(w.store):
-            for n in range(40):  # about 200 bytes each: more than 4 KiB
+            for n in range(40):  # about 250 bytes each: more than 4 KiB
                 w.add(record(n))
             assert not await w.flush()
         assert 0 < w.refused < 40 and w.dropped == w.refused
@@ -192,6 +208,78 @@ def test_a_table_of_an_earlier_version_gets_the_uid_column_and_keeps_its_rows(
     assert uids[0] is None and len(set(uids[1:])) == 2 and None not in uids[1:]
 
 
+def test_a_table_of_the_version_before_the_billing_columns_gets_them_and_its_spool_replays(
+    tmp_path: Path,
+) -> None:
+    """Upgraded from the version before: its table (with ``uid``) is given the billing columns
+    at start, its rows read back with them empty; a record it left in the spool (its
+    database was down) is written with them empty too; a new record has them all."""
+    db = tmp_path / "cdr.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE cdr (id INTEGER NOT NULL PRIMARY KEY, uid VARCHAR(64), call_id "
+            "VARCHAR(255) NOT NULL, caller VARCHAR(64), called VARCHAR(64) NOT NULL, "
+            "source_peer VARCHAR(64) NOT NULL, dest_peer VARCHAR(64), status INTEGER NOT NULL,"
+            " reason VARCHAR(128) NOT NULL, started_at DATETIME NOT NULL, answered_at DATETIME,"
+            " ended_at DATETIME NOT NULL, duration FLOAT NOT NULL, attempts INTEGER NOT NULL)"
+        )
+        conn.execute("CREATE UNIQUE INDEX ix_cdr_uid ON cdr (uid)")
+        conn.execute(
+            "INSERT INTO cdr (uid, call_id, called, source_peer, status, reason, started_at, "
+            "ended_at, duration, attempts) VALUES ('old-0', 'old@op', '+331', 'operator', 200, "
+            "'BYE', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000', 0, 1)"
+        )
+    spooled = ("old-1", "spooled@op", "+33987654321", "+33123456789", "operator", "pbx", 486,
+               "failed 486", T0, None, T0, 0.0, 1)  # fmt: skip
+    (tmp_path / "cdr.spool").write_bytes(encode(spooled))
+
+    async def main() -> None:
+        w = writer(tmp_path)
+        await w.start()  # the columns, then the spool's record
+        assert w.spool_bytes == 0 and w.spool is not None and w.spool.skipped == 0
+        w.add(record(1, **BILLING))
+        await w.stop()
+
+    asyncio.run(main())
+    assert call_ids(db) == ["old@op", "spooled@op", "call-1@op"]
+    with sqlite3.connect(db) as conn:
+        names = [r[1] for r in conn.execute("PRAGMA table_info(cdr)")]
+    assert set(BILLING) <= set(names)
+    store = CdrStore(f"sqlite:///{db}")
+    old, spooled_row, new = store.query(None, 10)
+    store.close()
+    assert all(old[k] is None and spooled_row[k] is None for k in BILLING)
+    assert (spooled_row["status"], spooled_row["reason"]) == (486, "failed 486")
+    assert {k: new[k] for k in BILLING if k != "attempts_detail"} == {
+        k: v for k, v in BILLING.items() if k != "attempts_detail"
+    }
+    assert [(a["host"], a["status"]) for a in new["attempts_detail"]] == [
+        ("udp:127.0.0.3:5060", 503), ("udp:127.0.0.4:5060", 200),
+    ]  # fmt: skip
+
+
+def test_a_record_reads_back_whole_as_json_and_as_csv(tmp_path: Path) -> None:
+    store = CdrStore(f"sqlite:///{tmp_path / 'cdr.sqlite'}")
+    store.create()
+    w = CdrWriter(store, tmp_path / "cdr.spool", 1 << 20)
+    billed = record(1, **BILLING)
+    store.insert(w._rows([billed, record(2, status=486)]))
+    answered, failed = store.query(None, 10)
+    store.close()
+    expected = {k: v for k, v in billed.as_dict().items() if not k.endswith("_at")}
+    assert {k: answered[k] for k in expected} == expected  # (SQLite: times without offset)
+    assert answered["attempts_detail"][1] == {
+        "peer": "pbx", "host": "udp:127.0.0.4:5060", "status": 200, "at_ms": 4, "end_ms": 250,
+    }  # fmt: skip
+    line = dict(zip(CSV_COLUMNS, csv_values(answered), strict=True))
+    assert line["attempts_detail"] == ATTEMPTS  # compact JSON, as stored
+    assert (line["hangup_by"], line["sip_reason"], line["caller_bytes"]) == (
+        "callee", "Q.850;cause=16", 68800,
+    )  # fmt: skip
+    empty = dict(zip(CSV_COLUMNS, csv_values(failed), strict=True))
+    assert empty["answered_at"] == "" and empty["caller_packets"] == "" and empty["tenant"] == ""
+
+
 def test_query_filters_by_peer_number_and_status_and_pages_back(tmp_path: Path) -> None:
     store = CdrStore(f"sqlite:///{tmp_path / 'cdr.sqlite'}")
     store.create()
@@ -203,6 +291,7 @@ def test_query_filters_by_peer_number_and_status_and_pages_back(tmp_path: Path) 
         record(3, caller="+33100000000", called="+33999"),
         record(4, called="+33_5%"),
         record(5, dest=None, status=503),
+        record(6, called_received="0155500000", caller_sent="0987650000"),
     ]
     store.insert(w._rows(records))
 
@@ -210,17 +299,19 @@ def test_query_filters_by_peer_number_and_status_and_pages_back(tmp_path: Path) 
         limit, offset = kw.pop("limit", 100), kw.pop("offset", 0)
         return [r["call_id"][5:-3] for r in store.query(None, limit, offset, Filters(**kw))]
 
-    assert ids() == ["0", "1", "2", "3", "4", "5"]
+    assert ids() == ["0", "1", "2", "3", "4", "5", "6"]
     assert ids(peer="pbx2") == ["2"]
-    assert ids(peer="operator") == ["0", "1", "2", "3", "4", "5"]  # the source peer counts too
+    assert ids(peer="operator") == ["0", "1", "2", "3", "4", "5", "6"]  # the source counts too
     assert ids(status=486) == ["1"]
     assert ids(number="99") == ["3"]  # a part of the called number
     assert ids(number="331000") == ["3"]  # a part of the caller's
     assert ids(number="_5%") == ["4"]  # taken literally, not as patterns
-    assert ids(peer="pbx", status=200) == ["0", "3", "4"]
-    assert ids(limit=2) == ["4", "5"]  # the newest, oldest first
-    assert ids(limit=2, offset=2) == ["2", "3"]  # the page before
-    assert ids(limit=2, offset=6) == []
+    assert ids(number="01555") == ["6"]  # as the caller dialled it
+    assert ids(number="9876500") == ["6"]  # as the node sent it
+    assert ids(peer="pbx", status=200) == ["0", "3", "4", "6"]
+    assert ids(limit=2) == ["5", "6"]  # the newest, oldest first
+    assert ids(limit=2, offset=2) == ["3", "4"]  # the page before
+    assert ids(limit=2, offset=7) == []
     store.close()
 
 

@@ -11,14 +11,27 @@ import pytest
 
 from pkiss.cdr import Spool, SpoolError
 from pkiss.cdr.spool import Row, encode
+from pkiss.cdr.table import COLUMNS, EARLIER_WIDTHS
 
 T0 = datetime(2026, 12, 3, 10, 0, 0, 123456, tzinfo=UTC)
 
 
-def row(n: int, status: int = 200) -> Row:
-    """One record's values in the table's order (uid first)."""
+def earlier_row(n: int, status: int = 200) -> Row:
+    """One record's values as the version before the billing columns wrote them."""
     return (f"run-{n:x}", f"call-{n}@op", "+33987654321", "+33123456789", "operator", "pbx",
             status, "BYE from A-leg", T0, T0 if status == 200 else None, T0, 1.5, 1)  # fmt: skip
+
+
+def row(n: int, status: int = 200) -> Row:
+    """One record's values in the table's order (uid first)."""
+    attempts = '[{"peer":"pbx","host":"udp:127.0.0.3:5060","status":200,"at_ms":1,"end_ms":9}]'
+    return (*earlier_row(n, status), f"b-{n}@sbc", "0123456789", "+33987654321", "0123456789",
+            "pbx", "udp:127.0.0.2:5060", "udp:127.0.0.3:5060", attempts, "caller", 5, 9, 400,
+            68800, 399, 68628, None)  # fmt: skip
+
+
+def test_a_row_has_a_value_for_each_column() -> None:
+    assert len(row(1)) == len(COLUMNS) and len(earlier_row(1)) in EARLIER_WIDTHS
 
 
 def test_appended_records_are_read_back_after_the_spool_is_opened_again(tmp_path: Path) -> None:
@@ -134,3 +147,17 @@ def test_a_spool_folder_that_cannot_be_made_is_an_error_naming_it(tmp_path: Path
     blocker.write_text("")
     with pytest.raises(SpoolError, match=r"cdr\.spool"):
         Spool(blocker / "cdr.spool", 1 << 20)
+
+
+def test_lines_of_the_version_before_the_billing_columns_are_read_with_those_empty(
+    tmp_path: Path,
+) -> None:
+    """A node upgraded with records of the earlier version still in its spool (its database
+    was down) replays them: the columns that version did not have are None."""
+    path = tmp_path / "cdr.spool"
+    path.write_bytes(encode(earlier_row(1)) + encode(row(2)) + encode(earlier_row(3, 486)))
+    spool = Spool(path, 1 << 20)
+    rows, _ = spool.read(100)
+    missing = (None,) * (len(COLUMNS) - len(earlier_row(1)))
+    assert rows == [earlier_row(1) + missing, row(2), earlier_row(3, 486) + missing]
+    assert spool.skipped == 0

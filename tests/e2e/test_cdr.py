@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import signal
 import sqlite3
+import struct
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from network import received
 from sbc import Pkiss, basic_config, free_port, metric
 from servers import Postgres, postgres_bin
 from sipp import Sipp, sipp_available
@@ -327,3 +330,147 @@ def test_a_postgresql_table_of_an_earlier_version_keeps_its_rows_and_takes_new_o
     (index,) = postgres.query("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_cdr_uid'")
     assert "UNIQUE" in str(index[0])
     assert len(net.sbc.cli_json("cdr")) == 3
+    # and the columns added since, empty in the old row
+    billing = "SELECT hangup_by, sip_reason, attempts_detail IS NULL FROM cdr ORDER BY id"
+    assert postgres.query(billing) == [
+        (None, None, True), *[("callee", 'SIP;cause=486;text="Busy Here"', False)] * 2,
+    ]  # fmt: skip
+
+
+RECORDING = Path("/usr/share/sip-tester/g711a.pcap")
+PBX2 = "127.0.0.4"
+
+
+def sent(peer: Sipp, method: str) -> list[str]:
+    """The ``method`` requests a SIPp sent (first transmissions, one per Call-ID and CSeq)."""
+    seen: dict[tuple[str, str], str] = {}
+    for chunk in re.split(r"-{20,}[^\n]*\n", peer.messages()):
+        if "message sent" not in chunk:
+            continue
+        text = chunk.split(":\n", 1)[-1].lstrip()
+        if text.startswith(f"{method} "):
+            cseq = re.search(r"^CSeq:\s*(.+?)\s*$", text, re.M | re.I)
+            seen.setdefault((call_id_in(text), cseq.group(1) if cseq else ""), text)
+    return list(seen.values())
+
+
+def call_id_in(text: str) -> str:
+    found = re.search(r"^Call-ID:\s*(\S+)", text, re.M | re.I)
+    assert found is not None, text
+    return found.group(1)
+
+
+def udp_payloads(path: Path) -> list[int]:
+    """The UDP payload size of each packet of a classic pcap file of Ethernet frames (24-byte
+    header, then 16-byte record headers; Ethernet, IPv4 and UDP headers: 42 bytes)."""
+    data = path.read_bytes()
+    endian = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    assert struct.unpack(endian + "I", data[20:24])[0] == 1  # Ethernet
+    sizes, pos = [], 24
+    while pos + 16 <= len(data):
+        length = struct.unpack(endian + "I", data[pos + 8 : pos + 12])[0]
+        pos += 16 + length
+        sizes.append(length - 42)
+    return sizes
+
+
+@pytest.mark.skipif(not RECORDING.is_file(), reason=f"{RECORDING} not found (sip-tester)")
+def test_records_worth_billing_from_a_failover_call_with_media_and_a_call_the_callee_ends(
+    sipp_factory: Callable[..., Sipp], sbc_factory: Callable[..., Pkiss], tmp_path: Path
+) -> None:
+    """The PBX's first host answers 503, its second answers; the operator sends numbers
+    without their '+', which it gets back, and the PBX wants them national. Each record, read
+    as CSV from the API and from ``pkiss cdr --csv``, says what each SIPp saw on the wire:
+    both Call-IDs, both attempts, the numbers as received and as sent, who hung up, setup
+    times, and the RTP the relay carried each way."""
+    sbc_port, op_port = free_port(), free_port(OPERATOR)
+    pbx_port, pbx2_port = free_port(PBX), free_port(PBX2)
+    config = basic_config(sbc_port, carrier_port=op_port, pbx_port=pbx_port)
+    config["storage"] = {"cdr": f"sqlite:///{tmp_path / 'cdr.sqlite'}"}
+    config["media"] = {"mode": "relay", "ports": "43000-43999"}
+    config["peers"]["operator"]["rewrite"] = {
+        "inbound": [{"match": r"^33(\d+)$", "replace": r"+33\1"}],
+    }
+    config["peers"]["pbx"].update(
+        hosts=[
+            {"address": f"{PBX}:{pbx_port}", "priority": 1},
+            {"address": f"{PBX2}:{pbx2_port}", "priority": 2},
+        ],
+        match={"source": [PBX, PBX2]},
+        rewrite={"outbound": [{"match": r"^\+33(\d+)$", "replace": r"0\1"}]},
+    )
+    sbc = sbc_factory(config)
+    received_called, received_caller = CALLED[1:], CALLER[1:]  # 33123456789, 33987654321
+    out_of_service = sipp_factory("uas_503", local_ip=PBX, local_port=pbx_port, calls=2,
+                                  timeout=40).start()  # fmt: skip
+
+    # 1. the caller plays the recording (8 s) to the second host, which echoes it; it hangs up
+    echo = sipp_factory("uas_basic", local_ip=PBX2, local_port=pbx2_port, calls=1,
+                        media_port=free_port(PBX2), extra_args=["-rtp_echo"]).start()  # fmt: skip
+    talker = sipp_factory("uac_media", local_ip=OPERATOR, local_port=op_port,
+                          remote=("127.0.0.1", sbc_port), service=received_called,
+                          caller=received_caller, media_port=free_port(OPERATOR), calls=1,
+                          timeout=30).start()  # fmt: skip
+    talker.check(timeout=30)
+    echo.check(timeout=5)
+    # 2. the second host hangs up
+    hanger = sipp_factory("uas_bye", local_ip=PBX2, local_port=pbx2_port, calls=1).start()
+    sipp_factory("uac_recv_bye", local_ip=OPERATOR, local_port=op_port,
+                 remote=("127.0.0.1", sbc_port), service=received_called, caller=received_caller,
+                 calls=1).start().check()  # fmt: skip
+    hanger.check(timeout=5)
+    out_of_service.check(timeout=5)
+
+    url = f"http://{sbc.config['admin']['listen']}/api/cdr?format=csv"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        from_api = list(csv.DictReader(io.StringIO(response.read().decode(), newline="")))
+    shown = sbc.cli("cdr", "--csv")
+    assert shown.returncode == 0, shown.stderr
+    from_cli = list(csv.DictReader(io.StringIO(shown.stdout, newline="")))
+    assert from_api == from_cli and len(from_api) == 2
+    talked, hung_up = from_api
+
+    refused_ids = [call_id_in(m) for m in received(out_of_service, "INVITE")]
+    for record, caller_side, callee_side, refused_id in (
+        (talked, talker, echo, refused_ids[0]),
+        (hung_up, None, hanger, refused_ids[1]),
+    ):
+        (b_invite,) = received(callee_side, "INVITE")
+        assert record["b_call_id"] == call_id_in(b_invite) != refused_id
+        if caller_side is not None:
+            (a_invite,) = sent(caller_side, "INVITE")
+            assert record["call_id"] == call_id_in(a_invite)
+        # the numbers as the operator sent them, as routed, and as the PBX got them
+        assert (record["caller"], record["called_received"]) == (received_caller,
+                                                                 received_called)  # fmt: skip
+        assert record["called"] == CALLED
+        assert (record["caller_sent"], record["called_sent"]) == ("0987654321", "0123456789")
+        assert b_invite.startswith("INVITE sip:0123456789@")
+        assert re.search(r"^From:[^\n]*sip:0987654321@", b_invite, re.M)
+        attempts = json.loads(record["attempts_detail"])
+        assert record["attempts"] == "2"
+        assert [(a["peer"], a["host"], a["status"]) for a in attempts] == [
+            ("pbx", f"udp:{PBX}:{pbx_port}", 503), ("pbx", f"udp:{PBX2}:{pbx2_port}", 200),
+        ]  # fmt: skip
+        assert attempts[0]["at_ms"] <= attempts[0]["end_ms"] <= attempts[1]["at_ms"]
+        assert (record["source_host"], record["dest_host"]) == (
+            f"udp:{OPERATOR}:{op_port}", f"udp:{PBX2}:{pbx2_port}",
+        )  # fmt: skip
+        assert (record["tenant"], record["status"], record["sip_reason"]) == ("pbx", "200", "")
+        ringing, answered = int(record["setup_18x_ms"]), int(record["setup_200_ms"])
+        assert 0 <= ringing <= answered
+    assert (talked["hangup_by"], talked["reason"]) == ("caller", "BYE from A-leg")
+    assert (hung_up["hangup_by"], hung_up["reason"]) == ("callee", "BYE from B-leg")
+
+    # the recording's RTP went to the PBX and came back (the echo), a few lost at most
+    payloads = udp_payloads(RECORDING)
+    (size,) = set(payloads)  # 30 ms of G.711 and the RTP header: 252 bytes
+    for direction in ("caller", "callee"):
+        packets, octets = int(talked[f"{direction}_packets"]), int(talked[f"{direction}_bytes"])
+        assert len(payloads) * 0.95 <= packets <= len(payloads), (direction, packets)
+        assert octets == packets * size
+    assert int(hung_up["caller_packets"]) == int(hung_up["callee_packets"]) == 0  # no RTP
+
+    # the numbers as sent find the calls too
+    by_sent = sbc.cli("cdr", "--csv", "--number", "0987654321")
+    assert len(list(csv.DictReader(io.StringIO(by_sent.stdout, newline="")))) == 2

@@ -660,3 +660,33 @@ def test_srtcp_is_relayed_untouched(proto: str) -> None:
     rtcp, _, stats = asyncio.run(_rtcp_received(proto, mux=False))
     assert len(rtcp) == 2 and all(A_URI in packet for packet in rtcp)
     assert stats["rtcp_rewritten"] == 0
+
+
+async def _per_call_counts() -> list[tuple[int, int, int, int] | None]:
+    """Two calls, one after the other, on the same two port pairs (the range holds two): each
+    call's counts are its own, per direction."""
+    loop = asyncio.get_running_loop()
+    relay = BuiltinRelay("127.0.0.1", (41000, 41003), loop)
+    a, b = endpoint(A_HOST), endpoint(B_HOST)
+    found: list[tuple[int, int, int, int] | None] = [relay.counts("none")]
+    for call, (from_a, from_b) in (("c1", (3, 1)), ("c2", (1, 2))):
+        to_b = relay.rewrite(call, "a", offer(A_HOST, a.getsockname()[1]), "127.0.0.1", A_HOST,
+                             0.0)  # fmt: skip
+        to_a = relay.rewrite(call, "b", offer(B_HOST, b.getsockname()[1]), "127.0.0.1", B_HOST,
+                             0.0)  # fmt: skip
+        for _ in range(from_a):
+            a.sendto(b"x" * 160, ("127.0.0.1", relay_port(to_a)))
+        for _ in range(from_b):
+            b.sendto(b"y" * 100, ("127.0.0.1", relay_port(to_b)))
+        await asyncio.sleep(0.05)
+        found.append(relay.counts(call))
+        relay.release(call)
+    for s in (a, b):
+        s.close()
+    relay.close()
+    await asyncio.sleep(0)
+    return found
+
+
+def test_a_calls_counts_are_its_own_per_direction_on_reused_ports() -> None:
+    assert asyncio.run(_per_call_counts()) == [None, (3, 480, 1, 100), (1, 160, 2, 200)]

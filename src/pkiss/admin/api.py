@@ -262,18 +262,12 @@ def build_app(server: Server) -> FastAPI:
     return app
 
 
-CDR_CSV_COLUMNS = (
-    "id", "call_id", "caller", "called", "source_peer", "dest_peer", "status", "reason",
-    "started_at", "answered_at", "ended_at", "duration", "attempts",
-)  # fmt: skip
-"""The columns of ``GET /api/cdr?format=csv``, in order (its header line)."""
-
-
 async def cdr_response(server: Server, since: str | None, limit: int, offset: int,
                        peer: str | None, number: str | None, status: int | None,
                        fmt: str) -> Response:  # fmt: skip
     """``GET /api/cdr``: the records asked for, as JSON or CSV."""
-    from ..cdr import Filters
+    from ..cdr import Filters, csv_values
+    from ..cdr.table import CSV_COLUMNS
 
     if fmt not in ("json", "csv"):
         raise HTTPException(422, f"format: json or csv, not {fmt!r}")
@@ -297,8 +291,8 @@ async def cdr_response(server: Server, since: str | None, limit: int, offset: in
         return JSONResponse(rows)
     out = io.StringIO()
     table = csv.writer(out, lineterminator="\r\n")
-    table.writerow(CDR_CSV_COLUMNS)
+    table.writerow(CSV_COLUMNS)
     for row in rows:
-        table.writerow(["" if row[k] is None else row[k] for k in CDR_CSV_COLUMNS])
+        table.writerow(csv_values(row))
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="cdr.csv"'})  # fmt: skip

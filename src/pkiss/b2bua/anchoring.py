@@ -123,6 +123,11 @@ class Anchoring:
         if self.engine is not None:
             self.engine.release(key)
 
+    def counts(self, key: str) -> tuple[int, int, int, int] | None:
+        """What the engine relayed of a call: packets and bytes from the caller, packets and
+        bytes from the callee side; None when it does not tell (read before ``release``)."""
+        return self.engine.counts(key) if self.engine is not None else None
+
     def idle(self, now: float, timeout: float) -> list[str]:
         return self.engine.idle(now, timeout) if self.engine is not None else []
 

@@ -9,13 +9,18 @@ from dataclasses import dataclass, field
 from ..config import Peer
 from ..routing import Refusal, Target
 from ..sip.message import Request
+from ..sip.transaction import Addr
 from .leg import Leg
 from .table import CallState
 from .transfer import Transfer
 from .uac import UacLeg
 from .uas import UasLeg
 
-__all__ = ["Call", "CallTimer"]
+__all__ = ["Attempt", "Call", "CallTimer"]
+
+Attempt = tuple[str, Addr, int, float | None, float | None]
+"""A B-leg attempt given up or replaced, for the call's record: its peer, the host it went
+to, its final status (0: none), when its INVITE went and when its final response came."""
 
 
 class CallTimer:
@@ -60,6 +65,12 @@ class Call:
     # re-INVITEs relayed and not answered yet: client transaction -> the leg it went to
     reinvites: dict[str, Leg] = field(default_factory=dict)
     timers: list[CallTimer] = field(default_factory=list)  # its deadlines not yet due
+    # for the call's record (cdr/record.py), each set once, when it happens
+    ringing_at: float | None = None  # the first 18x sent to the caller
+    hangup_by: str = ""  # caller, callee or node (events.hangup_by)
+    sip_reason: str | None = None  # the Reason header of the BYE, CANCEL or failure that ended it
+    tried: list[Attempt] | None = None  # the B-legs before ``b`` (failover, transfer)
+    media_counts: tuple[int, int, int, int] | None = None  # relayed: packets, bytes each way
 
     @property
     def ended(self) -> bool:

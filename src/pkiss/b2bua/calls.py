@@ -58,6 +58,7 @@ from .events import (
     Ringing,
     Updated,
     end_reason,
+    hangup_by,
 )
 from .headers_policy import ALLOW, RESPONSE_HEADERS, capabilities, copy_allowed, with_extra
 from .leg import Leg
@@ -321,7 +322,10 @@ class Calls:
                        out: Outbox) -> None:  # fmt: skip
         b = build_attempt(call.a, call.number, call.source_peer, target, call.peers,
                           self.local(target.addr), offer)  # fmt: skip
+        if call.b is not None:
+            _tried(call, call.b)
         call.b = b
+        b.sent_at = now
         self.dialogs[(b.call_id, b.local_tag)] = (call, b)
         if self.on_leg is not None:
             self.on_leg(call.a.call_id, b.call_id)
@@ -335,6 +339,7 @@ class Calls:
     def _send_invite(self, call: Call, b: UacLeg, timeout: float, now: float,
                      out: Outbox) -> None:  # fmt: skip
         assert b.invite is not None
+        b.status, b.final_at = 0, None  # (sent again after a challenge: that answer is not final)
         call.state = CallState.ROUTING
         call.setup_deadline = now + timeout
         self._at(call.setup_deadline, "setup", call, out)
@@ -361,6 +366,8 @@ class Calls:
             self.clients[key] = _Client("prack", call)
         headers = self._answer_headers(call, response)
         body = self._body(call, b, response, now, kind_of_reply(a.invite))
+        if call.ringing_at is None:
+            call.ringing_at = now
         if a.provisional(response.status, headers, body, b_rseq, now, out):
             self._at(now + out.t1, "1xx", call, out)
 
@@ -368,6 +375,7 @@ class Calls:
         assert isinstance(event, Answered) and call.b is not None
         b, response = call.b, event.response
         call.answered_at = now
+        call.sip_reason = None  # an earlier attempt's failure is not how the call ends
         self.stats["answered"] += 1
         if b.invite is not None and b.invite.body:
             out.ack(b.ack_of(response), b.next_address(), now)
@@ -460,6 +468,7 @@ class Calls:
         """The one place every call ends: dialogs, limits, media, its record."""
         call.ended_at = now
         call.end_reason = end_reason(event)
+        call.hangup_by = hangup_by(event)
         for key, to_leg in call.reinvites.items():  # a re-INVITE still ringing ends too
             cancel = out.make_cancel(key)
             if cancel is not None:
@@ -478,6 +487,7 @@ class Calls:
             self.invites.pop(call.a.key, None)
         if call.media:
             self.media_calls.pop(call.a.local_tag, None)
+            call.media_counts = self.anchoring.counts(call.a.local_tag)
             self.anchoring.release(call.a.local_tag)
         for timer in call.timers:  # its deadlines stay in the heap until due: not the call
             timer.call = timer.leg = None
@@ -526,6 +536,9 @@ class Calls:
         out.respond(key, make_response(request, 481 if call is None else 200, to_tag=new_tag()),
                     now)  # fmt: skip
         if call is not None:
+            reason = request.header("reason")
+            if reason is not None and not call.a.final_sent:  # (too late: it changes nothing)
+                call.sip_reason = reason
             self._feed(call, Cancelled(), now, out)
 
     def on_ack_timeout(self, key: str, now: float, out: Outbox) -> None:
@@ -555,6 +568,9 @@ class Calls:
                 transfer.gone = True  # a blind transfer: the outcome decides (transfer.py)
                 self.dialogs.pop((leg.call_id, leg.local_tag), None)
                 return
+            reason = request.header("reason")
+            if reason is not None and not call.ended:
+                call.sip_reason = reason
             self._feed(call, Disconnected(leg), now, out)
             return
         if method == "OPTIONS":
@@ -688,6 +704,12 @@ class Calls:
                 out.ack(fork.ack_of(response), fork.next_address(), now)
                 self._bye(call, fork, now, out)
             return
+        if status >= 200:
+            b.status, b.final_at = status, now
+            if status >= 300:
+                reason = response.header("reason")
+                if reason is not None:
+                    call.sip_reason = reason
         if status in (401, 407) and self._answer_challenge(call, b, response, now, out):
             return
         if status == 422 and self._answer_422(call, b, response, now, out):
@@ -910,6 +932,7 @@ class Calls:
                 continue
             c = build_attempt(call.a, transfer.number, call.source_peer, target, call.peers,
                               self.local(target.addr), offer)  # fmt: skip
+            c.sent_at = now
             transfer.attempt = c
             c.key = out.request(c.invite, c.dest, self, now) if c.invite else None
             if c.key is not None:
@@ -970,10 +993,13 @@ class Calls:
         """The target answered: it takes the transferor's place on the callee side."""
         c.learn_from_response(response)
         c.confirmed = True
+        c.status, c.final_at = response.status, now
         out.ack(c.ack_of(response), c.next_address(), now)
         old = transfer.transferor
         call.transfer = None
         self.dialogs[(c.call_id, c.local_tag)] = (call, c)
+        if call.b is not None:
+            _tried(call, call.b)
         call.b = c
         if self.on_leg is not None:
             self.on_leg(call.a.call_id, c.call_id)
@@ -1024,6 +1050,16 @@ class Calls:
             if call.answered_at is not None and now - call.answered_at >= timeout:
                 log.info("call %s: no media for %g s, hanging up", call.a.call_id, timeout)
                 self._feed(call, HungUp("media timeout"), now, out)
+
+
+def _tried(call: Call, b: UacLeg) -> None:
+    """``b`` is replaced by another B-leg: what its record needs is kept (a failover's first
+    attempt, a transferred call's first callee)."""
+    attempt = (b.peer, b.dest, b.status, b.sent_at, b.final_at)
+    if call.tried is None:
+        call.tried = [attempt]
+    else:
+        call.tried.append(attempt)
 
 
 def _min_se_of(response: Response) -> int:

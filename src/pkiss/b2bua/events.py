@@ -29,6 +29,7 @@ __all__ = [
     "Trying",
     "Updated",
     "end_reason",
+    "hangup_by",
 ]
 
 
@@ -71,6 +72,9 @@ class Failed:
 
     status: int
     headers: tuple[Header, ...] = ()
+    by: str = "node"
+    """``callee``: the callee side's own answer; ``node``: no candidate left, none answered
+    in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,3 +165,15 @@ def end_reason(event: CallEvent) -> str:
     if isinstance(event, HungUp):
         return event.reason
     return type(event).__name__.lower()
+
+
+def hangup_by(event: CallEvent) -> str:
+    """Who ended a call, as its record says: ``caller`` (its BYE or CANCEL), ``callee`` (its
+    BYE, or its final failure), ``node`` (timeouts, limits, media, an admin's hangup...)."""
+    if isinstance(event, Disconnected):
+        return "caller" if event.leg.side == "A" else "callee"
+    if isinstance(event, Cancelled):
+        return "caller"
+    if isinstance(event, Failed):
+        return event.by
+    return "node"

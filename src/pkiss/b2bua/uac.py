@@ -38,7 +38,8 @@ _OWN = frozenset({"via", "max-forwards", "from", "to", "call-id", "cseq", "route
 
 
 class UacLeg(Leg):
-    __slots__ = ("auth_tried", "invite", "key", "timer_retried")
+    __slots__ = ("auth_tried", "called_sent", "caller_sent", "final_at", "invite", "key",
+                 "sent_at", "status", "timer_retried")  # fmt: skip
 
     def __init__(self, peer: str, local_party: str, remote_party: str, remote_target: str,
                  dest: Addr, local: LocalAddress, call_id: str | None = None,
@@ -50,6 +51,13 @@ class UacLeg(Leg):
         self.key: str | None = None  # its client transaction
         self.auth_tried = False  # the candidate's 401/407 was answered once
         self.timer_retried = False  # the candidate's 422 was answered once
+        # for the call's record: the numbers this attempt sent (From and To users, rewritten),
+        # when its INVITE went, its final status (0: none yet) and when that came
+        self.caller_sent: str | None = None
+        self.called_sent = ""
+        self.sent_at: float | None = None
+        self.status = 0
+        self.final_at: float | None = None
 
     def translate(self, response: Response, failover_on: tuple[int, ...],
                   more: bool) -> CallEvent | None:  # fmt: skip
@@ -72,7 +80,7 @@ class UacLeg(Leg):
             return Answered(response)
         if fails_over(status, failover_on, more):
             return FailedOver(status)
-        return Failed(caller_status(status))
+        return Failed(caller_status(status), by="callee")
 
     def answer_challenge(self, response: Response, peer: Peer | None) -> Request | None:
         """The same INVITE again with credentials (CSeq + 1, a new branch), or None: no
@@ -184,18 +192,20 @@ def build_attempt(
     source_trusted = source.trusted if source is not None else True
     target_trusted = peer.trusted if peer is not None else True
     privacy = {v.strip().lower() for value in a_invite.values("privacy") for v in value.split(";")}
-    display, from_uri = _identity(frm, format_host(local.host), renumber)
+    display, from_uri, caller = _identity(frm, format_host(local.host), renumber)
     if not target_trusted and privacy & {"id", "user", "header"}:
         # the caller asked for privacy and the callee side is no trusted peer (RFC 3323)
-        display, from_uri = '"Anonymous"', "sip:anonymous@anonymous.invalid"
+        display, from_uri, caller = '"Anonymous"', "sip:anonymous@anonymous.invalid", "anonymous"
     domain = (peer.domain if peer is not None else None) or format_host(target.addr.host)
     port = "" if peer is not None and peer.domain else f":{target.addr.port}"
     transport = "" if target.addr.transport == "udp" else f";transport={target.addr.transport}"
-    called = escape_user(rewrite(outbound, number)) if number else "anonymous"
+    called_sent = rewrite(outbound, number) if number else "anonymous"
+    called = escape_user(called_sent) if number else called_sent
     ruri = target.uri or f"sip:{called}@{domain}{port}{transport}"
     b = UacLeg(target.peer, local_party=_party(display, from_uri),
                remote_party=f"<sip:{called}@{domain}>", remote_target=ruri, dest=target.addr,
                local=local)  # fmt: skip
+    b.caller_sent, b.called_sent = caller, called_sent
     max_forwards = a_invite.max_forwards
     headers: list[Header] = [("Allow", ALLOW)]
     timers = peer.session_timer if peer is not None else None
@@ -212,7 +222,7 @@ def build_attempt(
     asserted = a_invite.values("p-asserted-identity") if source_trusted and target_trusted else ()
     for pai in asserted:
         try:
-            pdisplay, puri = _identity(parse_name_addr(pai), local.hostport, renumber)
+            pdisplay, puri, _ = _identity(parse_name_addr(pai), local.hostport, renumber)
             headers.append(("P-Asserted-Identity", _party(pdisplay, puri)))
         except ParseError:  # a bad PAI is not worth failing the call
             continue
@@ -236,16 +246,19 @@ class _Renumber:
         return rewrite(self.outbound, rewrite(self.inbound, text))
 
 
-def _identity(value: NameAddr, host: str, renumber: Callable[[str], str]) -> tuple[str | None, str]:
-    """Display name and user of an identity, re-homed on ``host``, its number rewritten."""
+def _identity(value: NameAddr, host: str,
+              renumber: Callable[[str], str]) -> tuple[str | None, str, str | None]:  # fmt: skip
+    """Display name and URI of an identity, re-homed on ``host``, its number rewritten; and
+    that number (None: the URI has no user part)."""
     uri = value.uri
     if isinstance(uri, TelURI):
-        return value.display, f"tel:{renumber(uri.number)}"
+        number = renumber(uri.number)
+        return value.display, f"tel:{number}", number
     user = uri.user if isinstance(uri, SipURI) else None
-    if user:
-        user = escape_user(renumber(unescape(user)))
-    text = f"sip:{user}@{host}" if user else f"sip:{host}"
-    return value.display, text
+    if not user:
+        return value.display, f"sip:{host}", None
+    number = renumber(unescape(user))
+    return value.display, f"sip:{escape_user(number)}@{host}", number
 
 
 def _party(display: str | None, uri: str) -> str:

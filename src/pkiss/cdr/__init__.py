@@ -3,7 +3,7 @@ on disk (SQLAlchemy Core)."""
 
 from .record import CallRecord, record_of, refused_record
 from .spool import Spool, SpoolError
-from .store import CdrStore, CdrWriter, Filters, sqlalchemy_url
+from .store import CdrStore, CdrWriter, Filters, csv_values, sqlalchemy_url
 
 __all__ = [
     "CallRecord",
@@ -12,6 +12,7 @@ __all__ = [
     "Filters",
     "Spool",
     "SpoolError",
+    "csv_values",
     "record_of",
     "refused_record",
     "sqlalchemy_url",

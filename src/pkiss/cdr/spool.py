@@ -2,9 +2,11 @@
 while its database is down loses none of the calls that had ended before its last batch.
 
 One append-only file of lines, each line one record as a JSON array (``COLUMNS`` order,
-times as Unix time). A batch is appended and ``fsync``-ed once; once the database has its
-records, the spool is truncated (everything inserted) or its committed offset moves (a
-long backlog replayed in parts), in ``<path>.done``. Lines at or past that offset are what
+times as Unix time). A line an earlier version wrote has fewer values (``EARLIER_WIDTHS``:
+the columns it knew, the first ones): it is read with None for the others. A batch is
+appended and ``fsync``-ed once; once the database has its records, the spool is truncated
+(everything inserted) or its committed offset moves (a long backlog replayed in parts), in
+``<path>.done``. Lines at or past that offset are what
 the database does not have yet; they are replayed when it answers. Inserts ignore a record
 whose ``uid`` is there already, so replaying what was inserted just before a kill adds
 nothing twice.
@@ -27,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .table import COLUMNS, TIMES
+from .table import COLUMNS, EARLIER_WIDTHS, TIMES
 
 __all__ = ["Spool", "SpoolError"]
 
@@ -204,8 +206,12 @@ def decode(line: bytes) -> Row | None:
         values = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(values, list) or len(values) != len(COLUMNS):
+    if not isinstance(values, list):
         return None
+    if len(values) != len(COLUMNS):
+        if len(values) not in EARLIER_WIDTHS:
+            return None
+        values += [None] * (len(COLUMNS) - len(values))
     try:
         for i in TIMES:
             if values[i] is not None:

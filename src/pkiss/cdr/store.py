@@ -7,6 +7,7 @@ has a ``uid``; an insert ignores one already there, so a replay never writes a r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import uuid
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     create_engine,
     inspect,
+    or_,
     select,
     text,
 )
@@ -29,9 +31,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config.urls import redacted
 from .record import CallRecord
 from .spool import Row, Spool
-from .table import COLUMNS, RECORD_FIELDS, TIMES, cdr_table, metadata
+from .table import COLUMNS, CSV_COLUMNS, RECORD_FIELDS, TIMES, cdr_table, metadata
 
-__all__ = ["CdrStore", "CdrWriter", "Filters", "sqlalchemy_url"]
+__all__ = ["CdrStore", "CdrWriter", "Filters", "csv_values", "sqlalchemy_url"]
 
 log = logging.getLogger("pkiss.cdr")
 
@@ -54,7 +56,7 @@ def sqlalchemy_url(url: str) -> str:
 
 class Filters:
     """What ``query`` keeps: ``peer`` (source or destination, exact), ``number`` (caller or
-    called, a substring), ``status`` (exact)."""
+    called, as received or as sent, a substring), ``status`` (exact)."""
 
     __slots__ = ("number", "peer", "status")
 
@@ -93,14 +95,22 @@ class CdrStore:
             raise RuntimeError(f"unexpected CDR insert parameters: {compiled.positiontup}")
 
     def create(self) -> None:
-        """The table, and in a table made by an earlier version (no ``uid``), the column
-        added: its older rows keep an empty ``uid``, which the unique index allows."""
+        """The table, and in a table made by an earlier version, the columns it lacks (``uid``,
+        then those added since, all nullable): its older rows keep them empty, which the
+        unique index on ``uid`` allows."""
         metadata.create_all(self.engine)
+        dialect = self.engine.dialect
+        # PostgreSQL: two nodes starting at once on one table must not fail on each other
+        if_missing = "" if self._sqlite else "IF NOT EXISTS "
         with self.engine.begin() as conn:
             names = {c["name"] for c in inspect(conn).get_columns("cdr")}
-            if "uid" not in names:
-                log.info("CDR table: adding the uid column (records of earlier versions)")
-                conn.execute(text("ALTER TABLE cdr ADD COLUMN uid VARCHAR(64)"))
+            missing = [c for c in cdr_table.columns if c.name not in names]
+            if missing:
+                log.info("CDR table of an earlier version: adding the columns %s",
+                         ", ".join(c.name for c in missing))  # fmt: skip
+            for column in missing:
+                kind = column.type.compile(dialect=dialect)
+                conn.execute(text(f"ALTER TABLE cdr ADD COLUMN {if_missing}{column.name} {kind}"))
             conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_cdr_uid ON cdr (uid)"))
 
     def insert(self, rows: Sequence[Row]) -> None:
@@ -141,8 +151,8 @@ class CdrStore:
                 stmt = stmt.where((c.source_peer == filters.peer) | (c.dest_peer == filters.peer))
             if filters.number is not None:
                 pattern = _like(filters.number)
-                stmt = stmt.where(c.caller.like(pattern, escape="\\")
-                                  | c.called.like(pattern, escape="\\"))  # fmt: skip
+                numbers = (c.caller, c.called, c.called_received, c.caller_sent, c.called_sent)
+                stmt = stmt.where(or_(*(n.like(pattern, escape="\\") for n in numbers)))
             if filters.status is not None:
                 stmt = stmt.where(c.status == filters.status)
         with self.engine.connect() as conn:
@@ -153,10 +163,36 @@ class CdrStore:
             for key in ("started_at", "answered_at", "ended_at"):
                 value = row[key]
                 row[key] = value.isoformat() if isinstance(value, datetime) else value
+            row["attempts_detail"] = _attempts(row["attempts_detail"])
         return rows
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _attempts(text: str | None) -> list[Any] | None:
+    """The attempts column as a list (None: a record of an earlier version)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+def csv_values(row: dict[str, Any]) -> list[Any]:
+    """A row of ``query`` as a CSV line's fields (``CSV_COLUMNS``): empty for None, the
+    attempts as compact JSON."""
+    out: list[Any] = []
+    for name in CSV_COLUMNS:
+        value = row.get(name)
+        if value is None:
+            value = ""
+        elif isinstance(value, list):
+            value = json.dumps(value, separators=(",", ":"))
+        out.append(value)
+    return out
 
 
 def _first_line(exc: BaseException) -> str:

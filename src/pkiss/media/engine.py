@@ -32,6 +32,11 @@ class MediaEngine(Protocol):
         """The call ended: free what it held."""
         ...
 
+    def counts(self, call: str) -> tuple[int, int, int, int] | None:
+        """What was relayed for ``call`` so far (RTP and RTCP): packets and bytes side "a"
+        sent, packets and bytes side "b" sent; None when the engine does not count them."""
+        ...
+
     def idle(self, now: float, timeout: float) -> list[str]:
         """Calls with media anchored and no packet in either direction for ``timeout``
         seconds."""

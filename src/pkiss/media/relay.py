@@ -309,6 +309,9 @@ class _Side:
     replaced: Any = None  # (host, port) of the party this side had before it changed hands
     plain: bool = False  # its SDP's protocol is plain RTP: its RTCP is read and rewritten
     secret: bytes = b""  # the call's key for CNAME pseudonyms (_Call.secret)
+    # its ports' counters when the call took the pair (a pooled pair counted for other calls)
+    base_packets: int = 0
+    base_octets: int = 0
 
     def latch(self, addr: Any) -> None:
         """This side's first RTP packet since its SDP: its media goes back where it came
@@ -477,6 +480,21 @@ class BuiltinRelay:
                     self._routes.pop(port.sock.fileno(), None)
                 self._free[side.family].append((side.rtp, side.rtcp, side.port))
 
+    def counts(self, call: str) -> tuple[int, int, int, int] | None:
+        """Packets and bytes (RTP and RTCP) relayed for ``call`` from side "a", then from side
+        "b"; None for a call the relay does not hold. A few additions per stream: read once,
+        when the call ends."""
+        state = self.calls.get(call)
+        if state is None:
+            return None
+        counts = [0, 0, 0, 0]
+        for stream in state.streams:
+            for name, side in stream.items():
+                i = 0 if name == "a" else 2
+                counts[i] += side.rtp.packets + side.rtcp.packets - side.base_packets
+                counts[i + 1] += side.rtp.octets + side.rtcp.octets - side.base_octets
+        return counts[0], counts[1], counts[2], counts[3]
+
     def close(self) -> None:
         """Stop: every socket of the pool and of the calls is closed (an endpoint's socket
         once the loop has run the endpoint's closing)."""
@@ -520,6 +538,8 @@ class BuiltinRelay:
         state = self.calls[call]
         side.secret = state.secret
         side.call, side.name = call, name
+        side.base_packets = side.rtp.packets + side.rtcp.packets
+        side.base_octets = side.rtp.octets + side.rtcp.octets
         peer = stream.get(_OTHER[name])
         if peer is not None:
             side.peer, peer.peer = peer, side

@@ -158,6 +158,10 @@ class RtpEngine:
         except MediaError as exc:
             log.info("rtpengine: delete of %s: %s", call, exc)
 
+    def counts(self, call: str) -> tuple[int, int, int, int] | None:
+        """Not asked of rtpengine (its ``query`` would be one more round trip per call)."""
+        return None
+
     def idle(self, now: float, timeout: float) -> list[str]:
         return []  # rtpengine ends silent media itself (its own --timeout)
 
